@@ -1,0 +1,97 @@
+package specs
+
+// LockVersion is the lock format this package writes. A lock of another version is refused
+// loudly rather than half-read (users' pain point 6).
+const LockVersion = 1
+
+// Lock is the resolved form of a Spec: every ref pinned to a commit, every model to a checksum
+// and size, every Python package to one file with its sha256. Building from a lock needs no
+// resolution and no index. Store paths are base names ("<digest>-<name>"), never absolute, so a
+// lock is valid at any mount point.
+//
+// Hashes use one spelling throughout: NAR hashes "sha256:<nix32>" (as in a narinfo), file
+// checksums "sha256:<64 hex>" or "md5:<32 hex>" (as in a spec).
+type Lock struct {
+	LockVersion int    `json:"lock_version"`
+	VersionID   string `json:"version_id"`
+	// SpecHash is specs.Hash of the evaluated spec the lock was resolved from.
+	SpecHash string `json:"spec_hash"`
+
+	Comfy       GitLock     `json:"comfy"`
+	CustomNodes []NodeLock  `json:"custom_nodes"`
+	Models      []ModelLock `json:"models"`
+	Python      *PythonLock `json:"python,omitempty"`
+}
+
+// GitLock pins one git source.
+type GitLock struct {
+	Repo       string `json:"repo"`
+	Ref        string `json:"ref,omitempty"`
+	Commit     string `json:"commit"`
+	Submodules bool   `json:"submodules,omitempty"`
+	// NarHash is recorded the first time the source is exported; a later export whose NAR hash
+	// differs fails the build.
+	NarHash   string `json:"nar_hash,omitempty"`
+	StorePath string `json:"store_path,omitempty"`
+}
+
+// NodeLock pins one custom node. Name is its directory under custom_nodes/.
+type NodeLock struct {
+	Name string `json:"name"`
+	GitLock
+	InstallRequirements bool `json:"install_requirements"`
+	Writable            bool `json:"writable,omitempty"`
+}
+
+// ModelLock pins one model file.
+type ModelLock struct {
+	// Target is the path under the runtime root's models/ directory, e.g.
+	// "checkpoints/sd_xl_base_1.0.safetensors".
+	Target string `json:"target"`
+	// Source is the spec's source with any credentials removed.
+	Source   string `json:"source"`
+	Checksum string `json:"checksum"`
+	Size     int64  `json:"size,omitempty"`
+	// ChecksumFrom says where the checksum came from: "spec", "source" (HF etag, Civitai
+	// metadata) or "first-download" (trusted on first use).
+	ChecksumFrom string `json:"checksum_from,omitempty"`
+	StorePath    string `json:"store_path,omitempty"`
+}
+
+// PythonLock pins the interpreter and every package of the venv.
+type PythonLock struct {
+	Interpreter PythonIdentity `json:"interpreter"`
+	// Installer names the tool and version that resolved the lock, e.g. "pip 23.2.1".
+	Installer string        `json:"installer,omitempty"`
+	Packages  []PackageLock `json:"packages"`
+	// SystemSitePackages lists the distributions found in the interpreter's own site-packages
+	// when the spec sets python.system_site_packages.
+	SystemSitePackages []Distribution `json:"system_site_packages,omitempty"`
+}
+
+// PythonIdentity is what makes two interpreters interchangeable for a venv.
+type PythonIdentity struct {
+	Version        string `json:"version"`
+	Implementation string `json:"implementation"`
+	ABI            string `json:"abi"`
+	Platform       string `json:"platform"`
+	Path           string `json:"path"`
+}
+
+// PackageLock is one pinned distribution file.
+type PackageLock struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	URL      string `json:"url"`
+	Filename string `json:"filename,omitempty"`
+	SHA256   string `json:"sha256"`
+	// RequestedBy lists the requirement sources that asked for the package directly, e.g.
+	// "comfyui/requirements.txt:3" or "spec:python.packages[0]"; empty for a dependency.
+	RequestedBy []string `json:"requested_by,omitempty"`
+}
+
+// Distribution is a name and version found installed.
+type Distribution struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
