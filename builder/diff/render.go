@@ -1,0 +1,127 @@
+package diff
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteText writes the report compactly for a terminal or a CI log: one line per change,
+// grouped by section, "+" added, "-" removed, "~" moved or changed, "^" upgraded, "v" downgraded.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "diff %s -> %s\n", r.A, r.B)
+	if r.Empty() {
+		b.WriteString("no changes\n")
+	}
+	if c := r.Comfy; c != nil {
+		fmt.Fprintf(&b, "comfyui   %s\n", commitLine(c))
+	}
+	section := "nodes"
+	line := func(format string, args ...any) {
+		fmt.Fprintf(&b, "%-9s "+format+"\n", append([]any{section}, args...)...)
+		section = ""
+	}
+	for _, n := range r.NodesAdded {
+		line("+ %s %s (%s)", n.Name, short(n.Commit), n.Repo)
+	}
+	for _, n := range r.NodesRemove {
+		line("- %s %s", n.Name, short(n.Commit))
+	}
+	for _, n := range r.NodesMoved {
+		line("~ %s %s", n.Name, commitLine(&n.CommitChange))
+	}
+	if p := r.Python; p != nil {
+		section = "python"
+		line("%s %s -> %s %s", p.From.Implementation, p.From.Version, p.To.Implementation, p.To.Version)
+	}
+	section = "packages"
+	for _, p := range r.Packages {
+		switch p.Change {
+		case "added":
+			line("+ %s %s", p.Name, p.To)
+		case "removed":
+			line("- %s %s", p.Name, p.From)
+		case "upgraded":
+			line("^ %s %s -> %s", p.Name, p.From, p.To)
+		case "downgraded":
+			line("v %s %s -> %s", p.Name, p.From, p.To)
+		default:
+			line("~ %s %s (another file)", p.Name, p.To)
+		}
+	}
+	section = "models"
+	for _, m := range r.Models {
+		switch m.Change {
+		case "added":
+			line("+ %s %s %s", m.Target, HumanSize(m.ToSize), short(m.ToChecksum))
+		case "removed":
+			line("- %s %s", m.Target, HumanSize(m.FromSize))
+		default:
+			line("~ %s %s -> %s (%s -> %s)", m.Target, short(m.FromChecksum), short(m.ToChecksum), HumanSize(m.FromSize), HumanSize(m.ToSize))
+		}
+	}
+	s := r.Size
+	approx := ""
+	if !s.Known {
+		approx = " (at least; some sizes unknown until built)"
+	}
+	sign := "+"
+	if s.Delta < 0 {
+		sign = "-"
+	}
+	fmt.Fprintf(&b, "size      %s -> %s (%s%s), %s new to the store%s\n",
+		HumanSize(s.TotalA), HumanSize(s.TotalB), sign, HumanSize(abs(s.Delta)), HumanSize(s.NewToStore), approx)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func commitLine(c *CommitChange) string {
+	s := short(c.From) + " -> " + short(c.To)
+	if c.FromRepo != "" {
+		s += fmt.Sprintf(" (repository %s -> %s)", c.FromRepo, c.Repo)
+	} else if c.Distance != nil {
+		switch d := *c.Distance; {
+		case d > 0:
+			s += fmt.Sprintf(" (%d commits ahead)", d)
+		case d < 0:
+			s += fmt.Sprintf(" (%d commits back)", -d)
+		}
+	}
+	return s
+}
+
+// short abbreviates a commit to 12 characters and a checksum to its algorithm and 12 digits.
+func short(s string) string {
+	if algo, hex, ok := strings.Cut(s, ":"); ok {
+		if len(hex) > 12 {
+			hex = hex[:12]
+		}
+		return algo + ":" + hex
+	}
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// HumanSize formats a byte count with binary units: 0 B, 512 B, 1.5 KiB, 6.5 GiB.
+func HumanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
