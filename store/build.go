@@ -1,0 +1,410 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
+	"github.com/runpod-comfy/runpod-comfy/store/nar"
+)
+
+// AddOptions describe an object for Build.
+type AddOptions struct {
+	// Kind names the builder kind ("git", "model", "python", "venv", "root", ...).
+	Kind string
+	// References are the objects this one refers to (symlinks into them, paths in files).
+	// Each must be valid; GC keeps them while the object lives.
+	References []Path
+	// Derivation is a JSON summary of how the object was made, recorded in the metadata.
+	Derivation json.RawMessage
+	// CA is the content address for fixed objects, e.g. "fixed:sha256:<nix32>" (flat) or
+	// "fixed:r:sha256:<nix32>" (NAR).
+	CA string
+	// ExpectNarHash, when set ("sha256:<nix32>"), must equal the NAR hash of what build made;
+	// otherwise nothing is registered.
+	ExpectNarHash string
+	// Source is "built" (the default) or "substituted:<cache url>".
+	Source string
+	// AtFinalPath makes build write at the object's final path (for objects that must know
+	// where they live, such as a venv) under the lease, instead of in a staging directory.
+	AtFinalPath bool
+}
+
+// BuildFunc creates the object at out, a path that does not exist yet: a regular file, a
+// symlink or a directory tree. It may leave any modes and times: the store canonicalises.
+type BuildFunc func(ctx context.Context, out string) error
+
+// Build realises p exactly once across processes. If p is valid it returns its metadata.
+// Otherwise it takes the lease .locks/<digest>.lease (or waits until another holder's result
+// appears or its lease goes stale), calls build with the path to create (a fresh staging path
+// under .tmp, or the final path when opts.AtFinalPath), canonicalises, hashes, checks
+// opts.ExpectNarHash, fsyncs, renames into place and writes the metadata last, the commit
+// point. On any error nothing is registered.
+//
+// A binary cache registers a substituted object with a build function that restores a NAR
+// into out (nar.Restore), ExpectNarHash set to the narinfo's NarHash and Source
+// "substituted:<url>".
+func (s *Store) Build(ctx context.Context, p Path, opts AddOptions, build BuildFunc) (*Meta, error) {
+	if p.IsZero() {
+		return nil, errors.New("build: empty store path")
+	}
+	refs := make([]string, 0, len(opts.References))
+	for _, r := range opts.References {
+		if r != p && !s.Valid(r) {
+			return nil, fmt.Errorf("building %s: reference %s is not a valid store object", p, r)
+		}
+		refs = append(refs, r.String())
+	}
+	sort.Strings(refs)
+	refs = dedupe(refs)
+	for {
+		if m, err := s.Meta(p); err == nil {
+			return m, nil
+		} else if !errors.Is(err, ErrNotValid) {
+			return nil, err
+		}
+		l, _, err := s.tryLease(p.Digest().String(), p, refs)
+		if err == nil {
+			m, err := s.buildLeased(ctx, l, p, opts, refs, build)
+			l.Release()
+			return m, err
+		}
+		if !errors.Is(err, errLeaseHeld) {
+			return nil, fmt.Errorf("building %s: %w", p, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("building %s: waiting for another builder: %w", p, ctx.Err())
+		case <-time.After(s.poll):
+		}
+	}
+}
+
+func dedupe(ss []string) []string {
+	out := ss[:0]
+	for i, x := range ss {
+		if i == 0 || x != ss[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptions, refs []string, build BuildFunc) (_ *Meta, err error) {
+	if m, err := s.Meta(p); err == nil {
+		return m, nil // finished by the previous holder after we looked
+	}
+	final := s.Abs(p)
+	var out string
+	if opts.AtFinalPath {
+		if err := s.trash(final); err != nil { // debris of a crashed build: no metadata
+			return nil, fmt.Errorf("building %s: %w", p, err)
+		}
+		out = final
+		defer func() {
+			if err != nil {
+				s.trash(final)
+			}
+		}()
+	} else {
+		stage, err := os.MkdirTemp(s.tmpDir(), p.Digest().String()+"-")
+		if err != nil {
+			return nil, fmt.Errorf("building %s: staging: %w", p, err)
+		}
+		defer removeAll(stage)
+		out = filepath.Join(stage, p.Name())
+	}
+	if err := build(ctx, out); err != nil {
+		return nil, fmt.Errorf("building %s: %w", p, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("building %s: %w", p, err)
+	}
+	if _, err := os.Lstat(out); err != nil {
+		return nil, fmt.Errorf("building %s: the builder made nothing: %w", p, err)
+	}
+	if err := s.canonicalise(out, p.String()); err != nil {
+		return nil, fmt.Errorf("building %s: %w", p, err)
+	}
+	narHash, narSize, files, err := hashObject(out)
+	if err != nil {
+		return nil, fmt.Errorf("building %s: hashing: %w", p, err)
+	}
+	if opts.ExpectNarHash != "" && opts.ExpectNarHash != narHash {
+		return nil, fmt.Errorf("building %s: NAR hash mismatch: expected %s, got %s", p, opts.ExpectNarHash, narHash)
+	}
+	if err := syncTree(out); err != nil {
+		return nil, fmt.Errorf("building %s: %w", p, err)
+	}
+	if !opts.AtFinalPath {
+		if _, err := os.Lstat(final); err == nil {
+			if m, err := s.Meta(p); err == nil {
+				return m, nil // registered by a holder that broke our lease: same object
+			}
+			if err := s.trash(final); err != nil {
+				return nil, fmt.Errorf("building %s: %w", p, err)
+			}
+		}
+		if err := os.Rename(out, final); err != nil {
+			return nil, fmt.Errorf("building %s: moving into place: %w", p, err)
+		}
+	}
+	if err := atomicfile.SyncDir(s.dir); err != nil {
+		return nil, fmt.Errorf("building %s: %w", p, err)
+	}
+	if err := l.Check(); err != nil {
+		return nil, fmt.Errorf("building %s: %w", p, err)
+	}
+	for _, r := range refs {
+		if r == p.String() {
+			continue
+		}
+		if rp, err := ParsePath(r); err != nil || !s.Valid(rp) {
+			return nil, fmt.Errorf("building %s: reference %s is no longer valid", p, r)
+		}
+	}
+	if files != nil {
+		if err := s.writeFiles(p.Digest(), files); err != nil {
+			return nil, fmt.Errorf("building %s: %w", p, err)
+		}
+	}
+	src := opts.Source
+	if src == "" {
+		src = "built"
+	}
+	m := &Meta{Path: p, NarHash: narHash, NarSize: narSize, References: refs, Kind: opts.Kind,
+		Derivation: opts.Derivation, CA: opts.CA, Source: src, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
+	if err := s.writeMeta(m); err != nil {
+		return nil, fmt.Errorf("building %s: registering: %w", p, err)
+	}
+	return m, nil
+}
+
+// hashObject returns the NAR hash and size of an object and, for a directory, its file
+// listing (a single file is named by the object itself).
+func hashObject(path string) (string, int64, []nar.File, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	if !fi.IsDir() {
+		h, n, err := nar.Hash(path)
+		return h, n, nil, err
+	}
+	return nar.HashFiles(path)
+}
+
+// writeFiles stores the per-file listing of a directory object beside its metadata, one JSON
+// object per line, so that verify can name the file whose bytes changed.
+func (s *Store) writeFiles(d Digest, files []nar.File) error {
+	var b []byte
+	for _, f := range files {
+		line, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		b = append(append(b, line...), '\n')
+	}
+	return atomicfile.WriteFile(s.filesFile(d), b, 0o444)
+}
+
+func (s *Store) readFiles(d Digest) ([]nar.File, error) {
+	b, err := os.ReadFile(s.filesFile(d))
+	if err != nil {
+		return nil, err
+	}
+	var out []nar.File
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
+		}
+		var f nar.File
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", s.filesFile(d), err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+var epochOne = []unix.Timespec{{Sec: 1}, {Sec: 1}}
+
+// canonicalise applies store-format.md section 8 to the tree at root, which will live at
+// ROOT/store/<base>: mtime 1, modes 0444/0555, no setuid/setgid/sticky, no xattrs, hard links
+// broken, only regular files, directories and symlinks; symlinks must not point into the
+// store by an absolute path nor leave the store by a relative one.
+func (s *Store) canonicalise(root, base string) error {
+	return s.canon(root, base)
+}
+
+func (s *Store) canon(p, rel string) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	switch m := fi.Mode(); {
+	case m&fs.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		if err := s.checkLink(rel, target); err != nil {
+			return err
+		}
+	case m.IsRegular():
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			if err := breakLink(p, m.Perm()); err != nil {
+				return fmt.Errorf("breaking hard link %s: %w", p, err)
+			}
+		}
+		mode := os.FileMode(0o444)
+		if m&0o100 != 0 {
+			mode = 0o555
+		}
+		if m&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != mode {
+			if err := os.Chmod(p, mode); err != nil {
+				return err
+			}
+		}
+	case m.IsDir():
+		if m.Perm()&0o700 != 0o700 {
+			if err := os.Chmod(p, 0o755); err != nil {
+				return err
+			}
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if err := s.canon(filepath.Join(p, e.Name()), rel+"/"+e.Name()); err != nil {
+				return err
+			}
+		}
+		if err := os.Chmod(p, 0o555); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%s: unsupported file type %s (only regular files, directories and symlinks)", rel, m.Type())
+	}
+	removeXattrs(p)
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, epochOne, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("setting mtime of %s: %w", p, err)
+	}
+	return nil
+}
+
+// checkLink enforces relocatability for a symlink at ROOT/store/<rel>: an absolute target
+// into the store, or a relative one that leaves the store, is rejected. Absolute targets
+// outside the store (a base interpreter such as /usr/bin/python3) are allowed.
+func (s *Store) checkLink(rel, target string) error {
+	if filepath.IsAbs(target) {
+		for _, dir := range s.storeDirs() {
+			if target == dir || strings.HasPrefix(target, dir+"/") {
+				return fmt.Errorf("symlink %s -> %s: absolute symlink into the store (the store is relocatable: use a relative target)", rel, target)
+			}
+		}
+		return nil
+	}
+	resolved := path.Join(path.Dir(rel), target)
+	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return fmt.Errorf("symlink %s -> %s: relative target leaves the store", rel, target)
+	}
+	return nil
+}
+
+// storeDirs returns the store directory as given and with symlinks resolved.
+func (s *Store) storeDirs() []string {
+	out := []string{s.dir}
+	if r, err := filepath.EvalSymlinks(s.dir); err == nil && r != s.dir {
+		out = append(out, r)
+	}
+	return out
+}
+
+func breakLink(p string, perm fs.FileMode) error {
+	src, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp := p + ".canon-" + randHex(4)
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm|0o200)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func removeXattrs(p string) {
+	buf := make([]byte, 1024)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil || n <= 0 {
+		return
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		if name != "" {
+			unix.Lremovexattr(p, name)
+		}
+	}
+}
+
+// syncTree fsyncs every regular file and directory under root, bottom-up.
+func syncTree(root string) error {
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, p)
+		case d.Type().IsRegular():
+			return syncPath(p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", root, err)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := atomicfile.SyncDir(dirs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("syncing %s: %w", p, err)
+	}
+	return nil
+}

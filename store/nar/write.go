@@ -1,0 +1,273 @@
+package nar
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/runpod-comfy/runpod-comfy/store/nixbase32"
+)
+
+// Magic is the first string of every NAR.
+const Magic = "nix-archive-1"
+
+var zeros [8]byte
+
+// File is one node of a tree as HashFiles lists it.
+type File struct {
+	// Path is relative to the root with '/' separators; "" is the root itself.
+	Path string `json:"path"`
+	// Type is "regular", "executable", "symlink" or "directory".
+	Type string `json:"type"`
+	// Size is the content length of a regular file.
+	Size int64 `json:"size,omitempty"`
+	// SHA256 is the lowercase hex sha256 of a regular file's content.
+	SHA256 string `json:"sha256,omitempty"`
+	// Target is a symlink's target.
+	Target string `json:"target,omitempty"`
+}
+
+type dumper struct {
+	w     *bufio.Writer
+	n     int64
+	buf   []byte
+	files *[]File
+	fh    hash.Hash
+}
+
+func (d *dumper) write(b []byte) error {
+	n, err := d.w.Write(b)
+	d.n += int64(n)
+	return err
+}
+
+func (d *dumper) str(s string) error {
+	var l [8]byte
+	binary.LittleEndian.PutUint64(l[:], uint64(len(s)))
+	if err := d.write(l[:]); err != nil {
+		return err
+	}
+	if _, err := d.w.WriteString(s); err != nil {
+		return err
+	}
+	d.n += int64(len(s))
+	return d.pad(int64(len(s)))
+}
+
+func (d *dumper) pad(n int64) error {
+	if r := n % 8; r != 0 {
+		return d.write(zeros[:8-r])
+	}
+	return nil
+}
+
+func (d *dumper) strs(ss ...string) error {
+	for _, s := range ss {
+		if err := d.str(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Dump writes the NAR serialisation of path (a regular file, a symlink or a directory) to w.
+// Sockets, FIFOs and devices are an error.
+func Dump(w io.Writer, path string) error {
+	_, err := dump(w, path, nil)
+	return err
+}
+
+func dump(w io.Writer, path string, files *[]File) (int64, error) {
+	d := &dumper{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 1<<20), files: files}
+	if files != nil {
+		d.fh = sha256.New()
+	}
+	if err := d.str(Magic); err != nil {
+		return 0, err
+	}
+	if err := d.node(path, ""); err != nil {
+		return 0, err
+	}
+	if err := d.w.Flush(); err != nil {
+		return 0, err
+	}
+	return d.n, nil
+}
+
+func (d *dumper) node(path, rel string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("nar: %w", err)
+	}
+	if err := d.strs("(", "type"); err != nil {
+		return err
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		exec := m&0o100 != 0
+		if exec {
+			if err := d.strs("regular", "executable", "", "contents"); err != nil {
+				return err
+			}
+		} else if err := d.strs("regular", "contents"); err != nil {
+			return err
+		}
+		if err := d.contents(path, rel, fi.Size(), exec); err != nil {
+			return err
+		}
+	case m&fs.ModeSymlink != 0:
+		target, err := os.Readlink(path)
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		if err := d.strs("symlink", "target", target); err != nil {
+			return err
+		}
+		if d.files != nil {
+			*d.files = append(*d.files, File{Path: rel, Type: "symlink", Target: target})
+		}
+	case m.IsDir():
+		if err := d.str("directory"); err != nil {
+			return err
+		}
+		if d.files != nil {
+			*d.files = append(*d.files, File{Path: rel, Type: "directory"})
+		}
+		ents, err := os.ReadDir(path)
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		names := make([]string, len(ents))
+		for i, e := range ents {
+			names[i] = e.Name()
+		}
+		sort.Strings(names) // byte order, as NAR requires
+		for _, name := range names {
+			if err := d.strs("entry", "(", "name", name, "node"); err != nil {
+				return err
+			}
+			crel := name
+			if rel != "" {
+				crel = rel + "/" + name
+			}
+			if err := d.node(filepath.Join(path, name), crel); err != nil {
+				return err
+			}
+			if err := d.str(")"); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("nar: %s: unsupported file type %s (only regular files, symlinks and directories)", path, m.Type())
+	}
+	return d.str(")")
+}
+
+func (d *dumper) contents(path, rel string, size int64, exec bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("nar: %w", err)
+	}
+	defer f.Close()
+	var l [8]byte
+	binary.LittleEndian.PutUint64(l[:], uint64(size))
+	if err := d.write(l[:]); err != nil {
+		return err
+	}
+	var dst io.Writer = d.w
+	if d.fh != nil {
+		d.fh.Reset()
+		dst = io.MultiWriter(d.w, d.fh)
+	}
+	n, err := io.CopyBuffer(dst, io.LimitReader(f, size), d.buf)
+	d.n += n
+	if err != nil {
+		return fmt.Errorf("nar: reading %s: %w", path, err)
+	}
+	if n != size {
+		return fmt.Errorf("nar: %s changed while being read (%d of %d bytes)", path, n, size)
+	}
+	if d.files != nil {
+		typ := "regular"
+		if exec {
+			typ = "executable"
+		}
+		*d.files = append(*d.files, File{Path: rel, Type: typ, Size: size, SHA256: hex.EncodeToString(d.fh.Sum(nil))})
+	}
+	return d.pad(size)
+}
+
+// HashString formats a sha256 sum as "sha256:<nix32>".
+func HashString(sum []byte) string { return "sha256:" + nixbase32.Encode(sum) }
+
+// Hash returns the NAR hash ("sha256:<nix32>") and the NAR size of path.
+func Hash(path string) (narHash string, size int64, err error) {
+	h := sha256.New()
+	n, err := dump(h, path, nil)
+	if err != nil {
+		return "", 0, err
+	}
+	return HashString(h.Sum(nil)), n, nil
+}
+
+// HashFiles is Hash that also lists every node of the tree, in NAR order, with the sha256 of
+// each regular file's content. Reading happens once; the content is hashed twice.
+func HashFiles(path string) (narHash string, size int64, files []File, err error) {
+	h := sha256.New()
+	files = []File{}
+	n, err := dump(h, path, &files)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	return HashString(h.Sum(nil)), n, files, nil
+}
+
+// FileNarSize returns the NAR size of a single regular file of size bytes: 112 + roundup8(size),
+// or 144 + roundup8(size) when executable.
+func FileNarSize(size int64, executable bool) int64 {
+	n := 112 + (size+7)/8*8
+	if executable {
+		n += 32
+	}
+	return n
+}
+
+// FileHeader returns the NAR bytes that precede the content of a single regular file of size
+// bytes. Hashing FileHeader, the content and FileTrailer gives the NAR hash while streaming.
+func FileHeader(size int64, executable bool) []byte {
+	var b bytesWriter
+	d := &dumper{w: bufio.NewWriter(&b)}
+	d.strs(Magic, "(", "type", "regular")
+	if executable {
+		d.strs("executable", "")
+	}
+	d.str("contents")
+	var l [8]byte
+	binary.LittleEndian.PutUint64(l[:], uint64(size))
+	d.write(l[:])
+	d.w.Flush()
+	return b
+}
+
+// FileTrailer returns the NAR bytes that follow the content of a single regular file of size
+// bytes: the zero padding and the closing ")".
+func FileTrailer(size int64) []byte {
+	var b bytesWriter
+	d := &dumper{w: bufio.NewWriter(&b)}
+	d.pad(size)
+	d.str(")")
+	d.w.Flush()
+	return b
+}
+
+type bytesWriter []byte
+
+func (b *bytesWriter) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }

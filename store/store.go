@@ -1,0 +1,313 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
+)
+
+// ErrNotValid is wrapped by errors about an object that has no metadata (not registered).
+var ErrNotValid = errors.New("not a valid store object")
+
+// Store is a content-addressed store under ROOT/store, with runtime roots under ROOT/builds.
+// It is safe for concurrent use by goroutines and by processes on several hosts sharing the
+// volume.
+type Store struct {
+	root      string // ROOT
+	dir       string // ROOT/store
+	buildsDir string // ROOT/builds
+	host      string
+	pid       int
+	leaseTTL  time.Duration
+	skew      time.Duration
+	poll      time.Duration
+	now       func() time.Time
+}
+
+// Option configures a Store opened by Open.
+type Option func(*Store)
+
+// WithLeaseTTL sets how long a lease or temporary root lives without renewal (default 2
+// minutes). Holders renew every third of it.
+func WithLeaseTTL(d time.Duration) Option { return func(s *Store) { s.leaseTTL = d } }
+
+// WithClockSkew sets the margin added to an expiry before a lease from another host counts as
+// stale (default 30 seconds): clocks of different hosts differ.
+func WithClockSkew(d time.Duration) Option { return func(s *Store) { s.skew = d } }
+
+// WithPollInterval sets how often a waiter checks for another holder's result (default 250ms).
+func WithPollInterval(d time.Duration) Option { return func(s *Store) { s.poll = d } }
+
+// WithHost sets the host name written into leases and temporary roots (default os.Hostname).
+func WithHost(h string) Option { return func(s *Store) { s.host = h } }
+
+// Open opens (creating when missing) the store under root (ROOT): ROOT/store with its .meta,
+// .locks, .roots, .trash and .tmp directories, and ROOT/builds with .generations.
+func Open(root string, opts ...Option) (*Store, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	s := &Store{
+		root:      abs,
+		dir:       filepath.Join(abs, "store"),
+		buildsDir: filepath.Join(abs, "builds"),
+		pid:       os.Getpid(),
+		leaseTTL:  2 * time.Minute,
+		skew:      30 * time.Second,
+		poll:      250 * time.Millisecond,
+		now:       time.Now,
+	}
+	s.host, _ = os.Hostname()
+	for _, o := range opts {
+		o(s)
+	}
+	if s.host == "" {
+		s.host = "localhost"
+	}
+	for _, d := range []string{s.dir, s.metaDir(), s.locksDir(), s.rootsDir(), s.trashDir(), s.tmpDir(), s.buildsDir, s.generationsDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("opening store: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Root returns ROOT.
+func (s *Store) Root() string { return s.root }
+
+// Dir returns the store directory, ROOT/store.
+func (s *Store) Dir() string { return s.dir }
+
+// BuildsDir returns ROOT/builds, where the runtime roots live.
+func (s *Store) BuildsDir() string { return s.buildsDir }
+
+// Abs returns the absolute path of an object: ROOT/store/<digest>-<name>.
+func (s *Store) Abs(p Path) string { return filepath.Join(s.dir, p.String()) }
+
+func (s *Store) metaDir() string        { return filepath.Join(s.dir, ".meta") }
+func (s *Store) locksDir() string       { return filepath.Join(s.dir, ".locks") }
+func (s *Store) rootsDir() string       { return filepath.Join(s.dir, ".roots") }
+func (s *Store) trashDir() string       { return filepath.Join(s.dir, ".trash") }
+func (s *Store) tmpDir() string         { return filepath.Join(s.dir, ".tmp") }
+func (s *Store) generationsDir() string { return filepath.Join(s.buildsDir, ".generations") }
+
+func (s *Store) metaFile(d Digest) string  { return filepath.Join(s.metaDir(), d.String()+".json") }
+func (s *Store) filesFile(d Digest) string { return filepath.Join(s.metaDir(), d.String()+".files") }
+
+// Meta is an object's metadata, stored as ROOT/store/.meta/<digest>.json: a superset of a
+// narinfo in JSON. Writing it is the commit point of adding an object.
+type Meta struct {
+	Path       Path            `json:"path"`
+	NarHash    string          `json:"nar_hash"` // "sha256:<nix32>"
+	NarSize    int64           `json:"nar_size"`
+	References []string        `json:"references"` // base names, sorted
+	Kind       string          `json:"kind"`
+	Derivation json.RawMessage `json:"derivation,omitempty"`
+	CA         string          `json:"ca,omitempty"`
+	Source     string          `json:"source"` // "built" or "substituted:<cache url>"
+	CreatedAt  time.Time       `json:"created_at"`
+}
+
+// ReferencePaths parses References.
+func (m *Meta) ReferencePaths() ([]Path, error) {
+	out := make([]Path, 0, len(m.References))
+	for _, r := range m.References {
+		p, err := ParsePath(r)
+		if err != nil {
+			return nil, fmt.Errorf("metadata of %s: reference: %w", m.Path, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Meta returns the metadata of p. Without metadata the object is not valid and the error
+// wraps ErrNotValid.
+func (s *Store) Meta(p Path) (*Meta, error) {
+	m, err := s.readMeta(p.Digest())
+	if err != nil {
+		return nil, err
+	}
+	if m.Path != p {
+		return nil, fmt.Errorf("metadata %s names %s, not %s: %w", s.metaFile(p.Digest()), m.Path, p, ErrNotValid)
+	}
+	return m, nil
+}
+
+func (s *Store) readMeta(d Digest) (*Meta, error) {
+	b, err := os.ReadFile(s.metaFile(d))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", d, ErrNotValid)
+		}
+		return nil, fmt.Errorf("reading metadata: %w", err)
+	}
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("reading metadata %s: %w", s.metaFile(d), err)
+	}
+	if m.Path.Digest() != d {
+		return nil, fmt.Errorf("reading metadata %s: path %s has another digest", s.metaFile(d), m.Path)
+	}
+	return &m, nil
+}
+
+// Valid reports whether p is a registered object (its metadata exists).
+func (s *Store) Valid(p Path) bool {
+	_, err := s.Meta(p)
+	return err == nil
+}
+
+func (s *Store) writeMeta(m *Meta) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(s.metaFile(m.Path.Digest()), append(b, '\n'), 0o444)
+}
+
+// allMeta reads every metadata file. Unreadable ones are returned as errors keyed by file name.
+func (s *Store) allMeta() (map[Path]*Meta, error) {
+	ents, err := os.ReadDir(s.metaDir())
+	if err != nil {
+		return nil, fmt.Errorf("listing metadata: %w", err)
+	}
+	out := make(map[Path]*Meta, len(ents))
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		d, err := ParseDigest(strings.TrimSuffix(name, ".json"))
+		if err != nil {
+			continue
+		}
+		m, err := s.readMeta(d)
+		if err != nil {
+			if errors.Is(err, ErrNotValid) {
+				continue // removed meanwhile
+			}
+			return nil, err
+		}
+		out[m.Path] = m
+	}
+	return out, nil
+}
+
+// List returns every valid object, sorted by name then digest.
+func (s *Store) List() ([]*Meta, error) {
+	all, err := s.allMeta()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Meta, 0, len(all))
+	for _, m := range all {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path.Name() != out[j].Path.Name() {
+			return out[i].Path.Name() < out[j].Path.Name()
+		}
+		return out[i].Path.String() < out[j].Path.String()
+	})
+	return out, nil
+}
+
+// Closure returns paths and everything they reference, transitively, sorted. Every object
+// must be valid.
+func (s *Store) Closure(paths ...Path) ([]Path, error) {
+	seen := map[Path]bool{}
+	queue := append([]Path(nil), paths...)
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		m, err := s.Meta(p)
+		if err != nil {
+			return nil, fmt.Errorf("closure of %s: %w", p, err)
+		}
+		refs, err := m.ReferencePaths()
+		if err != nil {
+			return nil, err
+		}
+		queue = append(queue, refs...)
+	}
+	out := make([]Path, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	sortPaths(out)
+	return out, nil
+}
+
+func sortPaths(ps []Path) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].String() < ps[j].String() })
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// trash moves path into .trash and deletes it there. Once renamed, the object is gone from the
+// store even if the deletion is interrupted; GC empties .trash later.
+func (s *Store) trash(path string) error {
+	dst := filepath.Join(s.trashDir(), filepath.Base(path)+"-"+randHex(6))
+	if err := os.Rename(path, dst); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("moving %s to trash: %w", path, err)
+	}
+	return removeAll(dst)
+}
+
+// removeAll removes a read-only tree, making directories writable first (chmod u+w) as
+// Nix's own delete does.
+func removeAll(path string) error {
+	err := os.RemoveAll(path)
+	if err == nil {
+		return nil
+	}
+	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o755)
+		} else if err != nil && d == nil {
+			return nil
+		}
+		return nil
+	})
+	// WalkDir cannot descend into unreadable (0555 is readable) or unwritable dirs before the
+	// chmod of their parent; the loop above walks top-down, so parents are chmodded first.
+	if err := os.RemoveAll(path); err != nil {
+		return fmt.Errorf("removing %s: %w", path, err)
+	}
+	return nil
+}
+
+// processAlive reports whether pid runs on this host.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
