@@ -1,0 +1,328 @@
+package specs
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// IsFullCommit reports whether s is a full git object id: 40 (SHA-1) or 64 (SHA-256) hex digits.
+func IsFullCommit(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	return isHex(s)
+}
+
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsAbbreviatedCommit reports whether s looks like an abbreviated commit: 7 to 39 hex digits.
+func IsAbbreviatedCommit(s string) bool {
+	return len(s) >= 7 && len(s) < 40 && isHex(s)
+}
+
+// CheckChecksum reports whether s is a checksum of the accepted form, "sha256:<64 hex>" or
+// "md5:<32 hex>" (hex in either case).
+func CheckChecksum(s string) error {
+	algo, hexDigest, ok := strings.Cut(s, ":")
+	if !ok {
+		if isHex(s) && (len(s) == 64 || len(s) == 32) {
+			return fmt.Errorf("checksum %q has no algorithm: write it as \"sha256:<64 hex>\" or \"md5:<32 hex>\"", s)
+		}
+		return fmt.Errorf("checksum %q is not of the form \"sha256:<64 hex>\" or \"md5:<32 hex>\"", s)
+	}
+	want := map[string]int{"sha256": 64, "md5": 32}[algo]
+	if want == 0 {
+		return fmt.Errorf("checksum %q: algorithm %q is not accepted (sha256 or md5)", s, algo)
+	}
+	if len(hexDigest) != want || !isHex(hexDigest) {
+		return fmt.Errorf("checksum %q: %s needs %d hex digits, got %q", s, algo, want, hexDigest)
+	}
+	return nil
+}
+
+var versionIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+
+// CheckVersionID reports whether id can name a version: it becomes a file name, part of a
+// store path name (comfy-<id>) and a lock file name.
+func CheckVersionID(id string) error {
+	if id == "" {
+		return errors.New("version id is empty")
+	}
+	if len(id) > 100 {
+		return fmt.Errorf("version id %q is longer than 100 characters", id)
+	}
+	if !versionIDRe.MatchString(id) {
+		return fmt.Errorf("version id %q may hold only letters, digits and . _ + - (and must start with a letter or digit)", id)
+	}
+	return nil
+}
+
+var nodeNameRe = regexp.MustCompile(`^[A-Za-z0-9+\-._?=]+$`)
+
+// CheckNodeName reports whether name can be a custom node's directory: one path element made
+// of the characters a store path name allows ([A-Za-z0-9+-._?=]).
+func CheckNodeName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("node name is empty")
+	case name == "." || name == "..":
+		return fmt.Errorf("node name %q is not a directory name", name)
+	case strings.HasPrefix(name, "."):
+		return fmt.Errorf("node name %q starts with a dot (hidden directories are not loaded by ComfyUI)", name)
+	case len(name) > 180:
+		return fmt.Errorf("node name %q is longer than 180 characters", name)
+	case !nodeNameRe.MatchString(name):
+		return fmt.Errorf("node name %q may hold only letters, digits and + - . _ ? = (it names a store object)", name)
+	}
+	return nil
+}
+
+var scpLikeRe = regexp.MustCompile(`^(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+):([^/].*)?$`)
+
+// CheckGitURL reports whether u is a git URL runpod-comfy fetches: https://, ssh:// or the
+// scp-like user@host:path form, file://, or an absolute local path (the same as file://).
+// Plain http:// is accepted only for loopback hosts (local test servers). Credentials in the
+// URL are refused so that they never reach a lock or a log.
+func CheckGitURL(u string) error {
+	const accepted = "use https://, ssh:// (or git@host:path), file:// or an absolute path"
+	if u == "" {
+		return errors.New("git URL is empty")
+	}
+	if strings.TrimSpace(u) != u {
+		return fmt.Errorf("git URL %q has leading or trailing spaces", u)
+	}
+	if strings.HasPrefix(u, "/") {
+		return nil
+	}
+	if !strings.Contains(u, "://") {
+		if m := scpLikeRe.FindStringSubmatch(u); m != nil && m[2] != "" && (strings.Contains(u[:len(u)-len(m[2])], "@") || strings.Contains(m[1], ".") || m[1] == "localhost") {
+			return nil
+		}
+		return fmt.Errorf("git URL %q is neither a URL nor an absolute path: %s", u, accepted)
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("git URL %q: %v", u, err)
+	}
+	if _, has := p.User.Password(); has {
+		return fmt.Errorf("git URL %q carries a password: remove it and use a git credential helper", redactURL(p))
+	}
+	switch p.Scheme {
+	case "https", "ssh":
+		if p.Host == "" {
+			return fmt.Errorf("git URL %q has no host", u)
+		}
+		if p.Path == "" || p.Path == "/" {
+			return fmt.Errorf("git URL %q has no repository path", u)
+		}
+		return nil
+	case "file":
+		if p.Host != "" && p.Host != "localhost" {
+			return fmt.Errorf("git URL %q: a file URL needs an absolute path (file:///path)", u)
+		}
+		if p.Path == "" {
+			return fmt.Errorf("git URL %q has no path", u)
+		}
+		return nil
+	case "http":
+		if h := p.Hostname(); h == "localhost" || h == "127.0.0.1" || h == "::1" {
+			return nil
+		}
+		return fmt.Errorf("git URL %q uses plain http, which is accepted only on loopback: use https://", u)
+	default:
+		return fmt.Errorf("git URL %q: scheme %q is not accepted: %s", u, p.Scheme, accepted)
+	}
+}
+
+func redactURL(p *url.URL) string {
+	q := *p
+	if q.User != nil {
+		q.User = url.UserPassword(q.User.Username(), "xxxxx")
+	}
+	return q.String()
+}
+
+// NodeNameFromRepo is the directory name a custom node gets when its spec names none: the
+// last path element of the repository URL without a ".git" suffix.
+func NodeNameFromRepo(repo string) string {
+	s := strings.TrimRight(repo, "/")
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+		if j := strings.IndexByte(s, '/'); j >= 0 {
+			s = s[j:]
+		} else {
+			s = ""
+		}
+	} else if m := scpLikeRe.FindStringSubmatch(s); m != nil && !strings.HasPrefix(s, "/") {
+		s = m[2]
+	}
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimRight(s, "/")
+	base := path.Base(s)
+	if base == "." || base == "/" {
+		return ""
+	}
+	return strings.TrimSuffix(base, ".git")
+}
+
+// ModelTarget is where m goes, as a clean slash-separated path under the runtime root's
+// models/ directory, e.g. "checkpoints/sd_xl_base_1.0.safetensors".
+//
+// With target_subdir the path is target_subdir/<file name>. With target_path it is the cleaned
+// target_path, where a leading $MODELS_DIR/ or $COMFY_HOME/models/ (also written ${...}) is
+// removed; a target_path ending in "/" names a directory and gets the file name appended. The
+// file name is m.Name when set, else the last path segment of the source URL without its
+// query. A target escaping models/ (through "..", or absolute anywhere else) is an error.
+func ModelTarget(m Model) (string, error) {
+	if m.TargetSubdir != "" && m.TargetPath != "" {
+		return "", errors.New("target_subdir and target_path are both set: use one")
+	}
+	fileName := func() (string, error) {
+		if m.Name != "" {
+			if strings.ContainsAny(m.Name, `/\`) || m.Name == "." || m.Name == ".." {
+				return "", fmt.Errorf("name %q must be a file name, not a path", m.Name)
+			}
+			return m.Name, nil
+		}
+		n := SourceFileName(m.Source)
+		if n == "" {
+			return "", fmt.Errorf("source %q has no file name: set name", m.Source)
+		}
+		return n, nil
+	}
+	var target string
+	switch {
+	case m.TargetPath != "":
+		rel, err := modelsRelative(m.TargetPath)
+		if err != nil {
+			return "", fmt.Errorf("target_path %w", err)
+		}
+		if strings.HasSuffix(m.TargetPath, "/") || rel == "" {
+			n, err := fileName()
+			if err != nil {
+				return "", err
+			}
+			rel = path.Join(rel, n)
+		} else if m.Name != "" && path.Base(rel) != m.Name {
+			return "", fmt.Errorf("name %q conflicts with target_path %q, which names the file itself: drop one", m.Name, m.TargetPath)
+		}
+		target = rel
+	case m.TargetSubdir != "":
+		rel, err := modelsRelative(m.TargetSubdir)
+		if err != nil {
+			return "", fmt.Errorf("target_subdir %w", err)
+		}
+		n, err := fileName()
+		if err != nil {
+			return "", err
+		}
+		target = path.Join(rel, n)
+	default:
+		return "", errors.New("no target_subdir or target_path: say where the model goes under models/ (e.g. target_subdir = \"checkpoints\")")
+	}
+	if target == "" || target == "." {
+		return "", errors.New("target is the models directory itself")
+	}
+	return target, nil
+}
+
+// modelsRelative turns a target_path or target_subdir into a clean path relative to models/.
+func modelsRelative(p string) (string, error) {
+	orig := p
+	p = strings.ReplaceAll(p, `\`, "/")
+	rest, found := CutModelsPrefix(p)
+	if found {
+		p = rest
+	} else if strings.HasPrefix(p, "$") {
+		return "", fmt.Errorf("%q starts with an unknown variable: only $MODELS_DIR and $COMFY_HOME/models are understood", orig)
+	} else if strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%q is absolute and escapes the models directory", orig)
+	}
+	if p == "" {
+		return "", nil
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return "", fmt.Errorf("%q escapes the models directory", orig)
+		}
+	}
+	c := path.Clean(p)
+	if c == "." {
+		return "", nil
+	}
+	return c, nil
+}
+
+// CutModelsPrefix removes a leading $MODELS_DIR or $COMFY_HOME/models (also written with
+// braces) from p and reports whether it found one. What remains has no leading slash.
+func CutModelsPrefix(p string) (string, bool) {
+	for _, pre := range []string{"$MODELS_DIR", "${MODELS_DIR}", "$COMFY_HOME/models", "${COMFY_HOME}/models"} {
+		if p == pre {
+			return "", true
+		}
+		if strings.HasPrefix(p, pre+"/") {
+			return strings.TrimLeft(p[len(pre):], "/"), true
+		}
+	}
+	return p, false
+}
+
+// SourceFileName is the last path segment of a model source without query or fragment, or ""
+// when it has none. hf://owner/repo/path@rev drops the @rev.
+func SourceFileName(source string) string {
+	s := source
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
+	}
+	if strings.HasPrefix(s, "hf://") {
+		if i := strings.LastIndexByte(s, '@'); i > strings.LastIndexByte(s, '/') {
+			s = s[:i]
+		}
+	}
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		j := strings.IndexByte(rest, '/')
+		if j < 0 {
+			return ""
+		}
+		s = rest[j:]
+	}
+	if strings.HasSuffix(s, "/") {
+		return ""
+	}
+	base := path.Base(s)
+	if base == "." || base == "/" || base == "" {
+		return ""
+	}
+	if u, err := url.PathUnescape(base); err == nil {
+		base = u
+	}
+	return base
+}
+
+// WantsRequirements reports whether ComfyUI's requirements.txt is installed (the default).
+func (c Comfy) WantsRequirements() bool {
+	return c.InstallRequirements == nil || *c.InstallRequirements
+}
+
+// WantsRequirements reports whether the node's requirements.txt is installed (the default).
+func (n CustomNode) WantsRequirements() bool {
+	return n.InstallRequirements == nil || *n.InstallRequirements
+}
