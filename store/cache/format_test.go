@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
 // The narinfo Nix 2.8.0 wrote for the "source" hello.txt path (store-format.md section 4).
@@ -38,7 +39,7 @@ func TestNix32Vectors(t *testing.T) {
 		{"c070aed9366c5b1ccf6c35187d7bcd0d5d3f5633794031753ad6b05a75edbb76", "0xmvxmsmmc6n79sk2h3r6db3yp8drmxps61mdk7iqnvc6vcsww60"},
 	} {
 		b, _ := hex.DecodeString(tc.hex)
-		if got := nix32(b); got != tc.want {
+		if got := store.Nix32(b); got != tc.want {
 			t.Errorf("nix32(%s) = %s, want %s", tc.hex, got, tc.want)
 		}
 	}
@@ -171,7 +172,7 @@ func TestParseNarInfoErrors(t *testing.T) {
 		{func(s string) string { return strings.Replace(s, "NarSize: 128", "NarSize: 0", 1) }, "NarSize must be positive"},
 		{func(s string) string { return strings.Replace(s, "URL: nar/", "URL: ../", 1) }, "not a relative path"},
 		{func(s string) string { return strings.Replace(s, "StorePath: /nix/store/", "StorePath: ", 1) }, "StorePath"},
-		{func(s string) string { return strings.Replace(s, "NarHash: sha256:0x", "NarHash: sha256:ex", 1) }, "not nix32"},
+		{func(s string) string { return strings.Replace(s, "NarHash: sha256:0x", "NarHash: sha256:ex", 1) }, "is not nix32"},
 		{func(s string) string { return s + "garbage\n" }, "hello.narinfo:11: not a"},
 		{func(s string) string { return s + "URL: nar/x\n" }, "repeated"},
 	} {
