@@ -1,0 +1,111 @@
+package model
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"strings"
+)
+
+// Hash algorithms a model checksum may use.
+const (
+	SHA256 = "sha256"
+	MD5    = "md5"
+)
+
+// Checksum is a model file's content hash: an algorithm and the lowercase hex digest. Its
+// text form is "sha256:<64 hex>" or "md5:<32 hex>", as in a spec and a lock.
+type Checksum struct {
+	Algo string
+	Hex  string
+}
+
+// ParseChecksum reads "sha256:<hex>" or "md5:<hex>". A bare 64-digit hex string is taken as
+// sha256, the default algorithm.
+func ParseChecksum(s string) (Checksum, error) {
+	s = strings.TrimSpace(s)
+	algo, digest, ok := strings.Cut(s, ":")
+	if !ok {
+		algo, digest = SHA256, s
+	}
+	algo = strings.ToLower(algo)
+	digest = strings.ToLower(digest)
+	var want int
+	switch algo {
+	case SHA256:
+		want = 64
+	case MD5:
+		want = 32
+	default:
+		return Checksum{}, fmt.Errorf("checksum %q: unknown algorithm %q (want sha256:<hex> or md5:<hex>)", s, algo)
+	}
+	if len(digest) != want {
+		return Checksum{}, fmt.Errorf("checksum %q: a %s digest has %d hex digits, not %d", s, algo, want, len(digest))
+	}
+	if _, err := hex.DecodeString(digest); err != nil {
+		return Checksum{}, fmt.Errorf("checksum %q: not hexadecimal", s)
+	}
+	return Checksum{Algo: algo, Hex: digest}, nil
+}
+
+// IsZero reports whether c is unknown.
+func (c Checksum) IsZero() bool { return c.Algo == "" }
+
+// String returns "<algo>:<hex>", or "" for the zero Checksum.
+func (c Checksum) String() string {
+	if c.IsZero() {
+		return ""
+	}
+	return c.Algo + ":" + c.Hex
+}
+
+// newHash returns a fresh hash for algo.
+func newHash(algo string) (hash.Hash, error) {
+	switch algo {
+	case SHA256:
+		return sha256.New(), nil
+	case MD5:
+		return md5.New(), nil
+	}
+	return nil, fmt.Errorf("unknown checksum algorithm %q", algo)
+}
+
+// narRegularPrefix returns the bytes of a NAR holding one non-executable regular file of the
+// given size, up to and including the 8-byte content length (store-format.md section 2, single
+// file framing). Hashing this prefix, the content, the zero padding and narSuffix gives the NAR
+// hash while the file streams in.
+func narRegularPrefix(size int64) []byte {
+	var b []byte
+	for _, s := range []string{"nix-archive-1", "(", "type", "regular", "contents"} {
+		b = narStr(b, s)
+	}
+	return appendUint64(b, uint64(size))
+}
+
+// narSuffix returns what follows the content of a single-file NAR: padding to 8 bytes, then ")".
+func narSuffix(size int64) []byte {
+	pad := (8 - size%8) % 8
+	b := make([]byte, pad, pad+16)
+	return narStr(b, ")")
+}
+
+// narSize is the length of a single-file NAR of a non-executable file of size bytes.
+func narSize(size int64) int64 { return 112 + (size+7)/8*8 }
+
+func narStr(b []byte, s string) []byte {
+	b = appendUint64(b, uint64(len(s)))
+	b = append(b, s...)
+	for len(b)%8 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func appendUint64(b []byte, v uint64) []byte {
+	for i := 0; i < 8; i++ {
+		b = append(b, byte(v>>(8*i)))
+	}
+	return b
+}

@@ -1,0 +1,30 @@
+// Package model fetches model files into the store: the "model" kind of the builder.
+//
+// Words used here:
+//
+//   - Source: where a model comes from, as written in a spec: an http(s) URL, hf://owner/repo/
+//     path[@revision] (a Hugging Face resolve URL), civitai://<model-version-id> or a
+//     civitai.com download URL, a file:// URL or local path, or gs://bucket/object. A Source's
+//     Raw text may carry credentials; Redacted is what logs and locks see.
+//   - Checksum: the hash of the file's bytes, "sha256:<hex>" (the default) or "md5:<hex>".
+//     It comes from the spec, else from the source's own metadata at resolve time (Hugging
+//     Face's X-Linked-Etag on the first, unfollowed response; Civitai's files[].hashes.SHA256;
+//     a GCS object's MD5), else from the first download (trusted on first use, with a warning),
+//     and is recorded in the lock so every later build checks it.
+//   - Fetcher: resolves sources (checksum, size, file name without downloading) and downloads
+//     them, hashing in the same pass as the download: the content checksum and the NAR hash of
+//     the file as a single-file store object, so the bytes are never read twice.
+//   - Partial: a download in progress in the partial directory: "<key>.part" (the bytes so
+//     far) and "<key>.state" (a checkpoint of the offset and of every hash's state, from
+//     crypto's MarshalBinary). An interrupted download resumes with an HTTP Range request from
+//     the checkpoint; "<key>.lock" keeps two processes off one partial.
+//   - Retry: network errors, 408, 429 (honouring Retry-After) and 5xx are retried with
+//     exponential backoff and jitter; a try that made progress resets the count.
+//   - Tokens: the Hugging Face and Civitai tokens are given to the Fetcher (cmd reads HF_TOKEN
+//     and CIVITAI_API_TOKEN) and sent, per request, only to their own endpoint's host: never to
+//     a redirect target on another host, never to a log, a lock, metadata or the store.
+//   - Model object: a fixed-output store object holding one read-only file, at the path of
+//     store.FixedFingerprint(algo, hex, file name of the source), so two targets (or two
+//     versions) naming the same file share one object. It is added through store.Build, so
+//     nothing enters the store unless its checksum matches.
+package model

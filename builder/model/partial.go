@@ -1,0 +1,407 @@
+package model
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
+)
+
+// A partial is a download in progress: the bytes received so far in "<key>.part" and a
+// checkpoint in "<key>.state" (JSON: offset, announced size, validator and the marshalled
+// state of every hash), both in the partial directory. The checkpoint is written every
+// CheckpointEvery bytes and when a try fails, so an interrupted download (even by kill -9)
+// resumes from the last checkpoint with the hashes continuing where they stopped: the bytes
+// already on disk are never read again. "<key>.lock" keeps two processes off one partial.
+type partial struct {
+	dir, key string
+	source   string // redacted, for the checkpoint and messages
+	algo     string // content checksum algorithm
+	every    int64
+
+	f         *os.File
+	offset    int64 // bytes written and hashed
+	total     int64 // announced size, -1 when unknown
+	validator string
+	content   hash.Hash
+	nar       hash.Hash // nil when the size was unknown when the download started
+	resumed   bool      // started from a checkpoint left by an earlier call
+	broken    bool      // a write failed: the file and the hashes disagree
+	lastCkpt  int64
+	lock      *partialLock
+}
+
+// checkpoint is the JSON form of a partial's state file.
+type checkpoint struct {
+	Version   int    `json:"version"`
+	Source    string `json:"source"`
+	Algo      string `json:"algo"`
+	Offset    int64  `json:"offset"`
+	Total     int64  `json:"total"`
+	Validator string `json:"validator,omitempty"`
+	Content   []byte `json:"content_state"`
+	Nar       []byte `json:"nar_state,omitempty"`
+}
+
+// partialKey names the partial of one source and expected checksum.
+func partialKey(redactedSource string, want Checksum, algo string) string {
+	h := sha256.Sum256([]byte(redactedSource + "\n" + want.String() + "\n" + algo))
+	return hex.EncodeToString(h[:16])
+}
+
+// openPartial opens (or creates) the partial for key, taking its lock, and loads its
+// checkpoint when one is usable.
+func openPartial(ctx context.Context, dir, key, source, algo string, every int64) (*partial, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating partial download directory: %w", err)
+	}
+	lk, err := takePartialLock(ctx, filepath.Join(dir, key+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	p := &partial{dir: dir, key: key, source: source, algo: algo, every: every, total: -1, lock: lk}
+	f, err := os.OpenFile(p.path(".part"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		lk.release()
+		return nil, fmt.Errorf("opening partial download: %w", err)
+	}
+	p.f = f
+	if err := p.load(); err != nil {
+		// An unusable checkpoint means starting over, which is always correct.
+		if err := p.reset(); err != nil {
+			p.close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *partial) path(ext string) string { return filepath.Join(p.dir, p.key+ext) }
+
+// load restores the checkpoint, truncating the partial file to the checkpointed offset.
+func (p *partial) load() error {
+	b, err := os.ReadFile(p.path(".state"))
+	if err != nil {
+		return err
+	}
+	var c checkpoint
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	if c.Version != 1 || c.Algo != p.algo || c.Offset <= 0 {
+		return errors.New("checkpoint does not match")
+	}
+	fi, err := p.f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() < c.Offset {
+		return errors.New("partial file shorter than its checkpoint")
+	}
+	content, err := newHash(p.algo)
+	if err != nil {
+		return err
+	}
+	if err := content.(encoding.BinaryUnmarshaler).UnmarshalBinary(c.Content); err != nil {
+		return err
+	}
+	var nar hash.Hash
+	if c.Nar != nil {
+		nar = sha256.New()
+		if err := nar.(encoding.BinaryUnmarshaler).UnmarshalBinary(c.Nar); err != nil {
+			return err
+		}
+	}
+	if err := p.f.Truncate(c.Offset); err != nil {
+		return err
+	}
+	if _, err := p.f.Seek(c.Offset, io.SeekStart); err != nil {
+		return err
+	}
+	p.offset, p.total, p.validator, p.content, p.nar = c.Offset, c.Total, c.Validator, content, nar
+	p.resumed, p.lastCkpt = true, c.Offset
+	return nil
+}
+
+// reset empties the partial: the next try starts from byte 0.
+func (p *partial) reset() error {
+	os.Remove(p.path(".state"))
+	if err := p.f.Truncate(0); err != nil {
+		return fmt.Errorf("resetting partial download: %w", err)
+	}
+	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("resetting partial download: %w", err)
+	}
+	content, err := newHash(p.algo)
+	if err != nil {
+		return err
+	}
+	p.offset, p.total, p.validator, p.content, p.nar = 0, -1, "", content, nil
+	p.resumed, p.lastCkpt = false, 0
+	return nil
+}
+
+// begin records the announced size and validator of a download starting at byte 0; with a
+// known size the NAR hash runs beside the content hash.
+func (p *partial) begin(total int64, validator string) {
+	p.total, p.validator = total, validator
+	if total >= 0 {
+		p.nar = sha256.New()
+		p.nar.Write(narRegularPrefix(total))
+	}
+}
+
+// save writes the checkpoint. The partial file is not fsynced: after a power loss the bytes
+// may be wrong, the final checksum then fails and the download restarts from zero.
+func (p *partial) save() error {
+	if p.offset == 0 {
+		return nil
+	}
+	c := checkpoint{Version: 1, Source: p.source, Algo: p.algo, Offset: p.offset, Total: p.total, Validator: p.validator}
+	var err error
+	if c.Content, err = p.content.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+		return err
+	}
+	if p.nar != nil {
+		if c.Nar, err = p.nar.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(p.path(".state"), b, 0o644); err != nil {
+		return fmt.Errorf("writing download checkpoint: %w", err)
+	}
+	p.lastCkpt = p.offset
+	return nil
+}
+
+// close releases the file and the lock, keeping the partial for a later resume.
+func (p *partial) close() {
+	if p.f != nil {
+		p.f.Close()
+		p.f = nil
+	}
+	p.lock.release()
+}
+
+// discard removes the partial and its checkpoint.
+func (p *partial) discard() {
+	if p.f != nil {
+		p.f.Close()
+		p.f = nil
+	}
+	os.Remove(p.path(".part"))
+	os.Remove(p.path(".state"))
+	p.lock.release()
+}
+
+// chunkSize is the unit of the copy pipeline.
+const chunkSize = 1 << 20
+
+// copyFrom appends r to the partial, hashing every byte in the same pass: one goroutine reads
+// from the network while another writes the previous chunk to the file and feeds the hashes
+// (each hash on its own goroutine). It checkpoints every p.every bytes. It returns the bytes
+// appended and the first error; on return the partial's offset and hashes agree with the file.
+func (p *partial) copyFrom(ctx context.Context, r io.Reader, onBytes func(offset int64)) (int64, error) {
+	hashers := []hash.Hash{p.content}
+	if p.nar != nil {
+		hashers = append(hashers, p.nar)
+	}
+	free := make(chan []byte, 4)
+	for range 4 {
+		free <- make([]byte, chunkSize)
+	}
+	full := make(chan []byte, 3)
+	var (
+		werr    error
+		failed  atomic.Bool
+		written int64
+		wg      sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() { // consumer: ends when full is closed
+		defer wg.Done()
+		var hw sync.WaitGroup
+		for buf := range full {
+			if werr == nil {
+				for _, h := range hashers[1:] {
+					hw.Add(1)
+					go func() { defer hw.Done(); h.Write(buf) }()
+				}
+				hashers[0].Write(buf)
+				_, err := p.f.Write(buf)
+				hw.Wait()
+				if err != nil {
+					// The hashes saw buf but the file may not have: the partial is unusable.
+					werr = fmt.Errorf("writing partial download: %w", err)
+					p.broken = true
+					failed.Store(true)
+				} else {
+					p.offset += int64(len(buf))
+					written += int64(len(buf))
+					if onBytes != nil {
+						onBytes(p.offset)
+					}
+					if p.offset-p.lastCkpt >= p.every {
+						if err := p.save(); err != nil {
+							werr = err
+							failed.Store(true)
+						}
+					}
+				}
+			}
+			free <- buf[:cap(buf)]
+		}
+	}()
+	var rerr error
+	for rerr == nil && !failed.Load() {
+		if err := ctx.Err(); err != nil {
+			rerr = err
+			break
+		}
+		buf := <-free
+		n, err := fill(r, buf)
+		if n > 0 {
+			full <- buf[:n]
+		} else {
+			free <- buf
+		}
+		if err != nil {
+			rerr = err
+		}
+	}
+	close(full)
+	wg.Wait()
+	if werr != nil {
+		return written, werr
+	}
+	if rerr == io.EOF {
+		rerr = nil
+	}
+	return written, rerr
+}
+
+// fill reads into buf until it is full or r fails; io.EOF means the body ended cleanly.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// partialLock is an O_EXCL lock file on one partial, refreshed while held; a lock of a dead
+// process on this host, or one not refreshed for lockStale, is broken.
+type partialLock struct {
+	path string
+	stop chan struct{}
+	done chan struct{}
+}
+
+const (
+	lockRefresh = 20 * time.Second
+	lockStale   = 2 * time.Minute
+)
+
+func takePartialLock(ctx context.Context, path string) (*partialLock, error) {
+	host, _ := os.Hostname()
+	me := host + " " + strconv.Itoa(os.Getpid())
+	for {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			f.WriteString(me + "\n")
+			f.Close()
+			l := &partialLock{path: path, stop: make(chan struct{}), done: make(chan struct{})}
+			go l.refresh()
+			return l, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("locking partial download: %w", err)
+		}
+		if lockIsStale(path, host) {
+			// Rename away first so that only one contender breaks it.
+			tomb := fmt.Sprintf("%s.broken-%d-%d", path, os.Getpid(), time.Now().UnixNano())
+			if os.Rename(path, tomb) == nil {
+				os.Remove(tomb)
+			}
+			continue
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func lockIsStale(path, host string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false // gone: retry at once
+	}
+	if time.Since(fi.ModTime()) > lockStale {
+		return true
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	h, pidText, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
+	if !ok || h != host {
+		return false
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil {
+		return true
+	}
+	return !processAlive(pid)
+}
+
+func (l *partialLock) refresh() {
+	defer close(l.done)
+	t := time.NewTicker(lockRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case now := <-t.C:
+			os.Chtimes(l.path, now, now)
+		}
+	}
+}
+
+func (l *partialLock) release() {
+	if l == nil || l.stop == nil {
+		return
+	}
+	close(l.stop)
+	<-l.done
+	l.stop = nil
+	os.Remove(l.path)
+}
