@@ -1,0 +1,300 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+
+	"github.com/runpod-comfy/runpod-comfy/builder/drv"
+	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/internal/progress"
+	"github.com/runpod-comfy/runpod-comfy/specs"
+	"github.com/runpod-comfy/runpod-comfy/store"
+)
+
+// BuildOptions configure Build, EnsureLock and BuildPlan.
+type BuildOptions struct {
+	// Root is ROOT, the volume (absolute).
+	Root string
+	// Spec is the evaluated spec (lang.LoadVersion).
+	Spec *specs.Spec
+	// LockFile is the lock to use and update; "" means LockPath(Root, id).
+	LockFile string
+	// Update re-resolves all entries (UpdateNames empty) or the named ones.
+	Update      bool
+	UpdateNames []string
+	// Jobs is the number of derivations built at once (0 = the CPU count).
+	Jobs int
+	// GitToken is sent as basic auth to https git remotes; never logged or stored.
+	GitToken string
+	// SkipModels leaves models out of the root.
+	SkipModels bool
+	// Progress shows what is happening (nil = silent).
+	Progress *progress.Display
+	// Substitute is passed to Realise (CACHE).
+	Substitute func(ctx context.Context, d *drv.Derivation) (bool, error)
+}
+
+// BuildResult is what Build made.
+type BuildResult struct {
+	VersionID string `json:"version_id"`
+	// Root is the runtime root object; Dir its absolute path; Link is ROOT/builds/comfy-<id>.
+	Root       store.Path `json:"root"`
+	Dir        string     `json:"dir"`
+	Link       string     `json:"link"`
+	Digest     string     `json:"digest"`
+	NarHash    string     `json:"nar_hash"`
+	Generation int        `json:"generation"`
+	LockFile   string     `json:"lock_file"`
+	// Resolved is true when the lock was (re-)resolved by this build.
+	Resolved bool `json:"resolved"`
+	// Built and Substituted count objects made by this build; Valid those already there.
+	Built       int          `json:"built"`
+	Substituted int          `json:"substituted"`
+	Valid       int          `json:"valid"`
+	Nodes       []NodeStatus `json:"nodes"`
+	Lock        *specs.Lock  `json:"-"`
+}
+
+// NodeStatus is the post-build check of one declared git source (pain point 1: nothing
+// declared may be silently missing).
+type NodeStatus struct {
+	Name      string `json:"name"`
+	Commit    string `json:"commit"`
+	StorePath string `json:"store_path"`
+	OK        bool   `json:"ok"`
+	Problem   string `json:"problem,omitempty"`
+}
+
+// LockPath is the default lock file of version id: ROOT/cache/runpod-comfy/resolved/<id>.lock.json.
+func LockPath(root, id string) string {
+	return filepath.Join(root, "cache", "runpod-comfy", "resolved", id+".lock.json")
+}
+
+// MirrorDir is the git mirror cache: ROOT/cache/runpod-comfy/git.
+func MirrorDir(root string) string { return filepath.Join(root, "cache", "runpod-comfy", "git") }
+
+func (o BuildOptions) lockFile() string {
+	if o.LockFile != "" {
+		return o.LockFile
+	}
+	return LockPath(o.Root, o.Spec.VersionID)
+}
+
+// EnsureLock returns the lock for opts.Spec: the existing lock file as is when its spec_hash
+// matches and no update is asked (no network), else a fresh resolution reusing the old
+// lock's unchanged entries, written to the lock file. resolved reports the latter.
+func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file string, resolved bool, err error) {
+	if opts.Spec == nil {
+		return nil, "", false, errors.New("no spec")
+	}
+	file = opts.lockFile()
+	old, err := specs.ReadLock(file)
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		old = nil
+	case opts.Update && len(opts.UpdateNames) == 0:
+		old = nil // re-resolving everything: an unreadable old lock does not matter
+	default:
+		return nil, file, false, err
+	}
+	if old != nil && old.VersionID == opts.Spec.VersionID && old.SpecHash == specs.Hash(opts.Spec) && !opts.Update {
+		return old, file, false, nil
+	}
+	lock, err = Resolve(ctx, opts.Spec, old, ResolveOptions{
+		Git:         git.NewMirrors(MirrorDir(opts.Root), opts.GitToken),
+		Update:      opts.Update,
+		UpdateNames: opts.UpdateNames,
+		Progress:    opts.Progress,
+	})
+	if err != nil {
+		return nil, file, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return nil, file, false, fmt.Errorf("writing lock: %w", err)
+	}
+	if err := lock.WriteFile(file); err != nil {
+		return nil, file, false, err
+	}
+	return lock, file, true, nil
+}
+
+// builders returns the builder of every kind, wired kind by kind.
+func builders(opts BuildOptions, mirrors *git.Mirrors) map[string]drv.Builder {
+	return map[string]drv.Builder{
+		drv.KindGit:  &git.Builder{Mirrors: mirrors},
+		drv.KindRoot: rootBuilder{},
+		// MODELS wires drv.KindModel here (drv.Limit(..., downloads) for a download limit).
+		// PYTHON wires drv.KindPython and drv.KindVenv here.
+	}
+}
+
+// Build makes the runtime root of opts.Spec and points ROOT/builds/comfy-<id> at it: it
+// resolves when the lock is missing or stale, plans, realises in parallel, records NAR
+// hashes and store paths in the lock, swaps the root link atomically (the previous root
+// stays as a generation) and checks every declared node is in the root at its pinned commit.
+// On a built version it reads metadata only.
+func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
+	s, err := store.Open(opts.Root)
+	if err != nil {
+		return nil, err
+	}
+	lock, file, resolved, err := EnsureLock(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := NewPlan(opts.Spec, lock, PlanOptions{SkipModels: opts.SkipModels})
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]store.Path, len(plan.All))
+	for i, d := range plan.All {
+		paths[i] = d.Path
+	}
+	tr, err := s.AddTempRoot(ctx, paths)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	mirrors := git.NewMirrors(MirrorDir(opts.Root), opts.GitToken)
+	real, err := Realise(ctx, plan.All, RealiseOptions{
+		Store:      s,
+		Builders:   builders(opts, mirrors),
+		Jobs:       opts.Jobs,
+		Progress:   opts.Progress,
+		Substitute: opts.Substitute,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := recordLock(lock, plan, real, file); err != nil {
+		return nil, err
+	}
+	id := opts.Spec.VersionID
+	gen, err := s.SetRoot(id, plan.Root.Path)
+	if err != nil {
+		return nil, err
+	}
+	rm := real.Metas[plan.Root.Path]
+	res := &BuildResult{
+		VersionID:   id,
+		Root:        plan.Root.Path,
+		Dir:         s.Abs(plan.Root.Path),
+		Link:        s.RootLink(id),
+		Digest:      plan.Root.Path.Digest().String(),
+		NarHash:     rm.NarHash,
+		Generation:  gen,
+		LockFile:    file,
+		Resolved:    resolved,
+		Built:       len(real.Built),
+		Substituted: len(real.Substituted),
+		Valid:       len(plan.All) - len(real.Built) - len(real.Substituted),
+		Lock:        lock,
+	}
+	res.Nodes = CheckRoot(s, plan.Root.Path, lock)
+	for _, n := range res.Nodes {
+		if !n.OK {
+			return res, fmt.Errorf("runtime root %s: %s is not at its pinned commit: %s", plan.Root.Path, n.Name, n.Problem)
+		}
+	}
+	return res, nil
+}
+
+// recordLock writes the NAR hashes and store paths of the git sources into the lock (and
+// its file) when they are new.
+func recordLock(lock *specs.Lock, plan *Plan, real *Realised, file string) error {
+	before := cloneLock(lock)
+	set := func(g *specs.GitLock, d *drv.Derivation) {
+		if m := real.Metas[d.Path]; m != nil {
+			g.NarHash, g.StorePath = m.NarHash, d.Path.String()
+		}
+	}
+	set(&lock.Comfy, plan.Comfy)
+	for i := range lock.CustomNodes {
+		set(&lock.CustomNodes[i].GitLock, plan.Nodes[i])
+	}
+	if reflect.DeepEqual(before, lock) {
+		return nil
+	}
+	return lock.WriteFile(file)
+}
+
+func cloneLock(l *specs.Lock) *specs.Lock {
+	c := *l
+	c.CustomNodes = append([]specs.NodeLock(nil), l.CustomNodes...)
+	c.Models = append([]specs.ModelLock(nil), l.Models...)
+	return &c
+}
+
+// CheckRoot checks that ComfyUI and every custom node of lock are linked from the runtime
+// root at their pinned commits (the link exists, points at a valid git object whose content
+// address names the commit).
+func CheckRoot(s *store.Store, root store.Path, lock *specs.Lock) []NodeStatus {
+	dir := s.Abs(root)
+	check := func(name, rel string, g specs.GitLock) NodeStatus {
+		st := NodeStatus{Name: name, Commit: g.Commit}
+		target, err := os.Readlink(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			st.Problem = "missing from the root: " + err.Error()
+			return st
+		}
+		p, err := store.ParsePath(filepath.Base(target))
+		if err != nil {
+			st.Problem = "link does not name a store object: " + target
+			return st
+		}
+		st.StorePath = p.String()
+		m, err := s.Meta(p)
+		if err != nil {
+			st.Problem = "object not valid: " + err.Error()
+			return st
+		}
+		if m.CA != "git:"+g.Commit {
+			st.Problem = fmt.Sprintf("object holds %q, want commit %s", m.CA, g.Commit)
+			return st
+		}
+		if _, err := os.Stat(s.Abs(p)); err != nil {
+			st.Problem = "object missing on disk: " + err.Error()
+			return st
+		}
+		st.OK = true
+		return st
+	}
+	out := []NodeStatus{check("comfyui", "comfyui", lock.Comfy)}
+	for _, n := range lock.CustomNodes {
+		out = append(out, check(n.Name, "custom_nodes/"+n.Name, n.GitLock))
+	}
+	return out
+}
+
+// Rollback points ROOT/builds/comfy-<id> at generation to (0 = the one before the current).
+func Rollback(ctx context.Context, root, id string, to int) (store.Path, error) {
+	s, err := store.Open(root)
+	if err != nil {
+		return store.Path{}, err
+	}
+	return s.Rollback(id, to)
+}
+
+// LoadPlan returns the plan of opts.Spec from its lock (resolving when needed, as Build
+// does), with the store for validity checks.
+func LoadPlan(ctx context.Context, opts BuildOptions) (*Plan, *store.Store, error) {
+	s, err := store.Open(opts.Root)
+	if err != nil {
+		return nil, nil, err
+	}
+	lock, _, _, err := EnsureLock(ctx, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	plan, err := NewPlan(opts.Spec, lock, PlanOptions{SkipModels: opts.SkipModels})
+	if err != nil {
+		return nil, nil, err
+	}
+	return plan, s, nil
+}

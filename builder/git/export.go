@@ -1,0 +1,232 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// ExportOptions configure Export.
+type ExportOptions struct {
+	// Submodules exports submodules (recursively) at the commits the parent pins; without it
+	// they are empty directories.
+	Submodules bool
+	// Status, when set, is told what Export is doing (for a progress line).
+	Status func(string)
+}
+
+// Export writes the tree of commit of remote u into dir (which must not exist), without .git,
+// fetching into the mirror only when the commit is missing.
+func (m *Mirrors) Export(ctx context.Context, u, commit, dir string, opts ExportOptions) error {
+	return m.export(ctx, u, commit, dir, opts, 0)
+}
+
+func (m *Mirrors) export(ctx context.Context, u, commit, dir string, opts ExportOptions, depth int) error {
+	if depth > 8 {
+		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: errors.New("submodules nested more than 8 deep")}
+	}
+	if opts.Status != nil {
+		opts.Status("fetching " + CleanURL(u))
+	}
+	repo, err := m.Ensure(ctx, u, commit)
+	if err != nil {
+		return err
+	}
+	if opts.Status != nil {
+		opts.Status("exporting " + shortCommit(commit))
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("exporting %s: %w", CleanURL(u), err)
+	}
+	var subs []submodule
+	if err := writeTree(ctx, repo, tree, dir, "", &subs); err != nil {
+		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
+	}
+	if !opts.Submodules || len(subs) == 0 {
+		return nil
+	}
+	urls, err := submoduleURLs(c, u)
+	if err != nil {
+		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
+	}
+	for _, s := range subs {
+		su, ok := urls[s.path]
+		if !ok {
+			return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: fmt.Errorf("submodule %s has no url in .gitmodules", s.path)}
+		}
+		target := filepath.Join(dir, filepath.FromSlash(s.path))
+		if err := os.Remove(target); err != nil {
+			return fmt.Errorf("exporting submodule %s: %w", s.path, err)
+		}
+		if err := m.export(ctx, su, s.commit, target, opts, depth+1); err != nil {
+			return fmt.Errorf("submodule %s: %w", s.path, err)
+		}
+	}
+	return nil
+}
+
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}
+
+type submodule struct{ path, commit string }
+
+// writeTree writes tree into dir; rel is the tree's path from the top, for submodules.
+func writeTree(ctx context.Context, repo *gogit.Repository, tree *object.Tree, dir, rel string, subs *[]submodule) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, e := range tree.Entries {
+		if err := checkName(e.Name); err != nil {
+			return fmt.Errorf("%s: %w", path.Join(rel, e.Name), err)
+		}
+		p := filepath.Join(dir, e.Name)
+		switch e.Mode {
+		case filemode.Dir:
+			sub, err := repo.TreeObject(e.Hash)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path.Join(rel, e.Name), err)
+			}
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return err
+			}
+			if err := writeTree(ctx, repo, sub, p, path.Join(rel, e.Name), subs); err != nil {
+				return err
+			}
+		case filemode.Regular, filemode.Deprecated, filemode.Executable:
+			perm := os.FileMode(0o644)
+			if e.Mode == filemode.Executable {
+				perm = 0o755
+			}
+			if err := writeBlob(repo, e.Hash, p, perm); err != nil {
+				return fmt.Errorf("%s: %w", path.Join(rel, e.Name), err)
+			}
+		case filemode.Symlink:
+			target, err := readBlob(repo, e.Hash)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path.Join(rel, e.Name), err)
+			}
+			if err := os.Symlink(string(target), p); err != nil {
+				return err
+			}
+		case filemode.Submodule:
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return err
+			}
+			*subs = append(*subs, submodule{path: path.Join(rel, e.Name), commit: e.Hash.String()})
+		default:
+			return fmt.Errorf("%s: unsupported file mode %v", path.Join(rel, e.Name), e.Mode)
+		}
+	}
+	return nil
+}
+
+// checkName refuses tree entry names that could escape the export directory or plant a
+// repository.
+func checkName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("invalid tree entry name %q", name)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("invalid tree entry name %q", name)
+	case strings.EqualFold(name, ".git"):
+		return errors.New("tree contains a .git entry")
+	}
+	return nil
+}
+
+func writeBlob(repo *gogit.Repository, h plumbing.Hash, p string, perm os.FileMode) error {
+	b, err := repo.BlobObject(h)
+	if err != nil {
+		return err
+	}
+	r, err := b.Reader()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readBlob(repo *gogit.Repository, h plumbing.Hash) ([]byte, error) {
+	b, err := repo.BlobObject(h)
+	if err != nil {
+		return nil, err
+	}
+	r, err := b.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// submoduleURLs reads .gitmodules at commit c and returns path -> absolute URL, resolving
+// relative URLs ("../x.git") against the parent's URL as git does.
+func submoduleURLs(c *object.Commit, parent string) (map[string]string, error) {
+	f, err := c.File(".gitmodules")
+	if err != nil {
+		return nil, fmt.Errorf("reading .gitmodules: %w", err)
+	}
+	s, err := f.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("reading .gitmodules: %w", err)
+	}
+	mods := config.NewModules()
+	if err := mods.Unmarshal([]byte(s)); err != nil {
+		return nil, fmt.Errorf("parsing .gitmodules: %w", err)
+	}
+	out := map[string]string{}
+	for _, sm := range mods.Submodules {
+		out[sm.Path] = resolveURL(parent, sm.URL)
+	}
+	return out, nil
+}
+
+// resolveURL resolves a submodule URL relative to its parent's URL.
+func resolveURL(parent, rel string) string {
+	if !strings.HasPrefix(rel, "./") && !strings.HasPrefix(rel, "../") {
+		return rel
+	}
+	if pu, err := url.Parse(parent); err == nil && pu.Scheme != "" && pu.Host != "" {
+		pu.Path = path.Join(pu.Path, rel)
+		return pu.String()
+	}
+	base := strings.TrimPrefix(parent, "file://")
+	joined := filepath.Join(base, filepath.FromSlash(rel))
+	if strings.HasPrefix(parent, "file://") {
+		return "file://" + joined
+	}
+	return joined
+}

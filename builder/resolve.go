@@ -1,0 +1,158 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/internal/progress"
+	"github.com/runpod-comfy/runpod-comfy/specs"
+)
+
+// ResolveOptions configure Resolve.
+type ResolveOptions struct {
+	// Git is the mirror cache used for ls-remote and for reading files at commits.
+	Git *git.Mirrors
+	// Update re-resolves entries of the old lock: all of them when UpdateNames is empty,
+	// else the named ones ("comfyui", a node name, a model target).
+	Update      bool
+	UpdateNames []string
+	// Progress shows what is being resolved (may be nil).
+	Progress *progress.Display
+}
+
+// Updating reports whether the entry called name is to be re-resolved even when unchanged.
+func (o ResolveOptions) Updating(name string) bool {
+	if !o.Update {
+		return false
+	}
+	return len(o.UpdateNames) == 0 || slices.Contains(o.UpdateNames, name)
+}
+
+// ResolveError is a spec entry that could not be resolved; it names the node and the spec
+// position.
+type ResolveError struct {
+	Node string // "comfy" or `custom node "name"`
+	Pos  specs.Pos
+	Err  error
+}
+
+func (e *ResolveError) Error() string {
+	if p := e.Pos.String(); p != "" {
+		return fmt.Sprintf("%s: %s: %v", p, e.Node, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Node, e.Err)
+}
+
+func (e *ResolveError) Unwrap() error { return e.Err }
+
+// Resolve returns the lock of spec. Entries of old (may be nil) are reused when their spec
+// entry is unchanged and not being updated, so only what changed needs the network; a spec
+// whose sources are pinned to full commits resolves without network.
+func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts ResolveOptions) (*specs.Lock, error) {
+	if opts.Git == nil {
+		return nil, errors.New("resolve: no git mirror cache")
+	}
+	lock := &specs.Lock{
+		LockVersion: specs.LockVersion,
+		VersionID:   spec.VersionID,
+		SpecHash:    specs.Hash(spec),
+		CustomNodes: []specs.NodeLock{},
+		Models:      []specs.ModelLock{},
+	}
+	if old != nil && old.VersionID != spec.VersionID {
+		old = nil
+	}
+
+	// 1. Git sources: ComfyUI and every custom node.
+	var errs []error
+	var oldComfy *specs.GitLock
+	if old != nil {
+		oldComfy = &old.Comfy
+	}
+	c, err := resolveGit(ctx, opts, "comfyui", spec.Comfy.Repo, spec.Comfy.Ref, spec.Comfy.Commit, false, oldComfy)
+	if err != nil {
+		errs = append(errs, &ResolveError{Node: "comfy", Pos: spec.Comfy.Pos, Err: err})
+	} else {
+		lock.Comfy = c
+	}
+	for _, n := range spec.CustomNodes {
+		var prev *specs.GitLock
+		if old != nil {
+			for i := range old.CustomNodes {
+				if old.CustomNodes[i].Name == n.Name {
+					prev = &old.CustomNodes[i].GitLock
+				}
+			}
+		}
+		g, err := resolveGit(ctx, opts, n.Name, n.Repo, n.Ref, n.Commit, n.Submodules, prev)
+		if err != nil {
+			errs = append(errs, &ResolveError{Node: fmt.Sprintf("custom node %q", n.Name), Pos: n.Pos, Err: err})
+			continue
+		}
+		lock.CustomNodes = append(lock.CustomNodes, specs.NodeLock{
+			Name:                n.Name,
+			GitLock:             g,
+			InstallRequirements: n.WantsRequirements(),
+			Writable:            n.Writable,
+		})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	// 2. Models: MODELS wires model resolution here (fills lock.Models).
+
+	// 3. Python: PYTHON wires the pip resolution here (fills lock.Python), reading
+	// requirements with opts.Git.ReadFile(ctx, repo, commit, "requirements.txt").
+
+	return lock, nil
+}
+
+// resolveGit pins one git source. A spec commit that is a full id is taken as is; otherwise
+// the ref (or a branch name written in commit) is resolved on the remote, unless the old
+// lock already pinned the same request.
+func resolveGit(ctx context.Context, opts ResolveOptions, name, repo, ref, commit string, submodules bool, prev *specs.GitLock) (specs.GitLock, error) {
+	if commit != "" && !specs.IsFullCommit(commit) {
+		// A branch, tag or abbreviated commit written in commit: treat it as a ref.
+		if ref == "" {
+			ref = commit
+		}
+		commit = ""
+	}
+	g := specs.GitLock{Repo: git.CleanURL(repo), Ref: ref, Submodules: submodules}
+	if commit != "" {
+		g.Commit = commit
+	}
+	// Reuse the previous pin when the request is unchanged.
+	if prev != nil && prev.Repo == g.Repo && prev.Submodules == submodules && prev.Ref == ref &&
+		(commit == "" || prev.Commit == commit) && !opts.Updating(name) {
+		return *prev, nil
+	}
+	if commit != "" {
+		// Keep the recorded NAR hash when only the ref label changed.
+		if prev != nil && prev.Repo == g.Repo && prev.Commit == commit && prev.Submodules == submodules {
+			g.NarHash, g.StorePath = prev.NarHash, prev.StorePath
+		}
+		return g, nil
+	}
+	if ref == "" {
+		ref = "HEAD"
+		g.Ref = ""
+	}
+	t := opts.Progress.Start("resolve " + name)
+	t.Status("ls-remote " + git.CleanURL(repo) + " " + ref)
+	c, err := opts.Git.ResolveRef(ctx, repo, ref)
+	if err != nil {
+		t.Done("", err)
+		return g, err
+	}
+	t.Done(ref+" -> "+c[:12], nil)
+	g.Commit = c
+	if prev != nil && prev.Repo == g.Repo && prev.Commit == c && prev.Submodules == submodules {
+		g.NarHash, g.StorePath = prev.NarHash, prev.StorePath
+	}
+	return g, nil
+}
