@@ -342,7 +342,9 @@ func (m *Mirrors) open(u string) (*gogit.Repository, error) {
 	return gogit.PlainOpen(p)
 }
 
-func isNotEmpty(err error) bool { return errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) }
+func isNotEmpty(err error) bool {
+	return errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST)
+}
 
 // fetch updates every branch and tag of the mirror from u; with commit set and still missing
 // afterwards, it asks for that commit directly (servers allowing reachable SHA-1 in want).
