@@ -271,6 +271,9 @@ func randHex(n int) string {
 // store even if the deletion is interrupted; GC empties .trash later.
 func (s *Store) trash(path string) error {
 	dst := filepath.Join(s.trashDir(), filepath.Base(path)+"-"+randHex(6))
+	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+		os.Chmod(path, 0o755) // moving a directory to another parent rewrites its ".."
+	}
 	if err := os.Rename(path, dst); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil

@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/runpod-comfy/runpod-comfy/store/nar"
+)
+
+// Repairer makes a broken object again. The builder implements it (it knows how each kind of
+// object is made, from the derivation recorded in the metadata); the CLI wires it in. When
+// Repair is called the object is no longer valid (its metadata is removed and the broken tree
+// moved to .trash), so Repair can simply Build p again. m is the metadata it had.
+type Repairer interface {
+	Repair(ctx context.Context, p Path, m *Meta) error
+}
+
+// VerifyOptions control Verify.
+type VerifyOptions struct {
+	// Workers hash objects in parallel (default: the number of CPUs).
+	Workers int
+	// Paths limits verification to these objects (default: every valid object).
+	Paths []Path
+	// Repair, when set, is asked to make every broken object again.
+	Repair Repairer
+}
+
+// Problem is one thing Verify found wrong with an object.
+type Problem struct {
+	Path string `json:"path"`
+	// Kind is "hash-mismatch" (the NAR hash differs from the metadata), "missing" (metadata
+	// without an object), "absolute-symlink" (a symlink into the store by an absolute path),
+	// "missing-reference" (a reference without metadata) or "unreadable".
+	Kind string `json:"kind"`
+	// Files are the files inside the object that changed, appeared or disappeared, relative
+	// to the object ("" is the object itself).
+	Files       []string `json:"files,omitempty"`
+	Detail      string   `json:"detail"`
+	Repaired    bool     `json:"repaired,omitempty"`
+	RepairError string   `json:"repair_error,omitempty"`
+}
+
+// VerifyReport is the result of Verify.
+type VerifyReport struct {
+	Checked  int       `json:"checked"`
+	Problems []Problem `json:"problems"`
+	// Unregistered lists store entries without metadata (crash debris or a build in progress):
+	// not valid, never used, removed by GC.
+	Unregistered []string `json:"unregistered"`
+}
+
+// OK reports whether every problem found was repaired.
+func (r *VerifyReport) OK() bool {
+	for _, p := range r.Problems {
+		if !p.Repaired {
+			return false
+		}
+	}
+	return true
+}
+
+// Verify recomputes the NAR hash of every valid object (in parallel) and compares it with the
+// metadata, naming the changed files from the file listing; it also reports absolute
+// symlinks into the store, references without metadata and store entries without metadata.
+// With opts.Repair, broken objects are made again.
+func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
+	metas, err := s.allMeta()
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	var todo []*Meta
+	if len(opts.Paths) > 0 {
+		for _, p := range opts.Paths {
+			m, err := s.Meta(p)
+			if err != nil {
+				return nil, fmt.Errorf("verify: %w", err)
+			}
+			todo = append(todo, m)
+		}
+	} else {
+		for _, m := range metas {
+			todo = append(todo, m)
+		}
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].Path.String() < todo[j].Path.String() })
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	results := make([][]Problem, len(todo))
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				results[i] = s.verifyOne(todo[i], metas)
+			}
+		}()
+	}
+feed:
+	for i := range todo {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rep := &VerifyReport{Checked: len(todo), Problems: []Problem{}, Unregistered: []string{}}
+	for i, ps := range results {
+		for _, p := range ps {
+			if opts.Repair != nil && (p.Kind == "hash-mismatch" || p.Kind == "missing") {
+				s.repair(ctx, opts.Repair, todo[i], &p)
+			}
+			rep.Problems = append(rep.Problems, p)
+		}
+	}
+	if len(opts.Paths) == 0 {
+		ents, err := os.ReadDir(s.dir)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		valid := map[Digest]bool{}
+		for p := range metas {
+			valid[p.Digest()] = true
+		}
+		for _, e := range ents {
+			if p, err := ParsePath(e.Name()); err == nil && !valid[p.Digest()] && !s.Valid(p) {
+				rep.Unregistered = append(rep.Unregistered, p.String())
+			}
+		}
+	}
+	return rep, nil
+}
+
+func (s *Store) verifyOne(m *Meta, metas map[Path]*Meta) []Problem {
+	var out []Problem
+	abs := s.Abs(m.Path)
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		return []Problem{{Path: m.Path.String(), Kind: "missing", Detail: fmt.Sprintf("metadata exists but the object does not: %v", err)}}
+	}
+	for _, r := range m.References {
+		rp, err := ParsePath(r)
+		if err != nil || (metas[rp] == nil && !s.Valid(rp)) {
+			out = append(out, Problem{Path: m.Path.String(), Kind: "missing-reference", Detail: fmt.Sprintf("reference %s has no metadata", r)})
+		}
+	}
+	var (
+		narHash string
+		files   []nar.File
+	)
+	if fi.IsDir() {
+		narHash, _, files, err = nar.HashFiles(abs)
+	} else {
+		narHash, _, err = nar.Hash(abs)
+	}
+	if err != nil {
+		return append(out, Problem{Path: m.Path.String(), Kind: "unreadable", Detail: err.Error()})
+	}
+	if narHash != m.NarHash {
+		p := Problem{Path: m.Path.String(), Kind: "hash-mismatch"}
+		if fi.IsDir() {
+			recorded, err := s.readFiles(m.Path.Digest())
+			if err != nil {
+				p.Detail = fmt.Sprintf("NAR hash %s, metadata says %s; no file listing to name the file (%v)", narHash, m.NarHash, err)
+			} else {
+				p.Files = diffFiles(recorded, files)
+				p.Detail = fmt.Sprintf("NAR hash %s, metadata says %s; changed: %s", narHash, m.NarHash, strings.Join(p.Files, ", "))
+			}
+		} else {
+			p.Files = []string{""}
+			p.Detail = fmt.Sprintf("NAR hash %s, metadata says %s; the file's content changed", narHash, m.NarHash)
+		}
+		out = append(out, p)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		t, _ := os.Readlink(abs)
+		files = []nar.File{{Path: "", Type: "symlink", Target: t}}
+	}
+	for _, f := range files {
+		if f.Type == "symlink" && s.checkLink(filepath.Join(m.Path.String(), f.Path), f.Target) != nil && filepath.IsAbs(f.Target) {
+			out = append(out, Problem{Path: m.Path.String(), Kind: "absolute-symlink", Files: []string{f.Path},
+				Detail: fmt.Sprintf("%s -> %s points into the store by an absolute path (breaks when the volume is mounted elsewhere)", f.Path, f.Target)})
+		}
+	}
+	return out
+}
+
+// diffFiles names the nodes that differ between the recorded listing and the current one.
+func diffFiles(recorded, current []nar.File) []string {
+	cur := map[string]nar.File{}
+	for _, f := range current {
+		cur[f.Path] = f
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range recorded {
+		seen[r.Path] = true
+		c, ok := cur[r.Path]
+		switch {
+		case !ok:
+			out = append(out, r.Path+" (missing)")
+		case c != r:
+			out = append(out, r.Path)
+		}
+	}
+	for _, c := range current {
+		if !seen[c.Path] {
+			out = append(out, c.Path+" (added)")
+		}
+	}
+	if len(out) == 0 {
+		out = []string{"(no file differs: the listing itself may be stale)"}
+	}
+	return out
+}
+
+func (s *Store) repair(ctx context.Context, r Repairer, m *Meta, p *Problem) {
+	os.Remove(s.metaFile(m.Path.Digest()))
+	os.Remove(s.filesFile(m.Path.Digest()))
+	if err := s.trash(s.Abs(m.Path)); err != nil {
+		p.RepairError = err.Error()
+		return
+	}
+	if err := r.Repair(ctx, m.Path, m); err != nil {
+		p.RepairError = err.Error()
+		return
+	}
+	nm, err := s.Meta(m.Path)
+	if err != nil {
+		p.RepairError = fmt.Sprintf("repair registered nothing: %v", err)
+		return
+	}
+	if m.CA != "" && nm.NarHash != m.NarHash {
+		p.RepairError = fmt.Sprintf("repaired object has NAR hash %s, expected %s", nm.NarHash, m.NarHash)
+		return
+	}
+	p.Repaired = true
+}
+
