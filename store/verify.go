@@ -250,4 +250,3 @@ func (s *Store) repair(ctx context.Context, r Repairer, m *Meta, p *Problem) {
 	}
 	p.Repaired = true
 }
-
