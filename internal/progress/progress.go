@@ -1,7 +1,7 @@
 // Package progress shows what a build is doing. On a terminal it keeps one line per running
 // task (a Task: one node of a build, with a status such as "fetching" and optionally a byte
 // count) below the permanent log lines, redrawn in place; otherwise it prints plain log
-// lines: one when a task starts, one per status change, and one when it ends.
+// lines: one per status change of a task and one when it ends.
 //
 // A nil *Display and a nil *Task are valid and discard everything, so libraries can take a
 // *Display without checking it.
@@ -113,11 +113,7 @@ func (d *Display) Start(name string) *Task {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.running = append(d.running, t)
-	if d.opts.TTY {
-		d.dirty = true
-	} else {
-		d.printLocked(name + ": started")
-	}
+	d.dirty = d.opts.TTY
 	return t
 }
 

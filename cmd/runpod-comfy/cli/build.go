@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/runpod-comfy/runpod-comfy/builder"
+	"github.com/runpod-comfy/runpod-comfy/internal/progress"
+)
+
+func init() { register(newBuildCmd) }
+
+// BuildOptions are the flags and arguments of build.
+type BuildOptions struct {
+	Arg        string // version id or spec file
+	Vars       []string
+	LockFile   string
+	Jobs       int
+	SkipModels bool
+}
+
+func newBuildCmd(g *Globals) *cobra.Command {
+	o := &BuildOptions{}
+	cmd := &cobra.Command{
+		Use:   "build <id>|<file>",
+		Short: "Build a version's runtime root and point builds/comfy-<id> at it",
+		Long: `build turns a version spec into a runtime root in the store, the same bytes every time.
+
+It uses the version's lock (ROOT/cache/runpod-comfy/resolved/<id>.lock.json, or --lock FILE),
+resolving the spec first when there is no lock or the spec changed since. It then builds every
+object that is not in the store yet, in parallel (-j), swaps ROOT/builds/comfy-<id> to the new
+root atomically (the previous root stays as a generation: see rollback), checks that ComfyUI
+and every custom node are in the root at their pinned commits, and prints the root's path and
+digest. A build of a version that is already built only reads metadata.
+
+Private https git remotes: set GIT_TOKEN (or GITHUB_TOKEN); it is never logged or stored.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Arg = args[0]
+			return runBuild(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.LockFile, "lock", "", "lock file to use and update (default ROOT/cache/runpod-comfy/resolved/<id>.lock.json)")
+	f.IntVarP(&o.Jobs, "jobs", "j", 0, "objects built at once (default: the number of CPUs)")
+	f.BoolVar(&o.SkipModels, "skip-models", false, "leave models out of the root")
+	addVarFlag(cmd, &o.Vars)
+	return cmd
+}
+
+func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr io.Writer) error {
+	if o.Jobs < 0 {
+		return usageError(fmt.Errorf("-j %d: must be at least 1", o.Jobs))
+	}
+	spec, _, err := loadSpec(ctx, g, o.Arg, o.Vars)
+	if err != nil {
+		return err
+	}
+	pr := newProgress(ctx, g, stderr)
+	res, err := builder.Build(ctx, builder.BuildOptions{
+		Root:       g.Root,
+		Spec:       spec,
+		LockFile:   o.LockFile,
+		Jobs:       o.Jobs,
+		GitToken:   gitToken(),
+		SkipModels: o.SkipModels,
+		Progress:   pr,
+	})
+	pr.Close()
+	if res != nil {
+		if g.JSON {
+			if jerr := writeIndentedJSON(stdout, res); jerr != nil && err == nil {
+				err = jerr
+			}
+		} else {
+			printBuildResult(stdout, res)
+		}
+	}
+	return err
+}
+
+func printBuildResult(w io.Writer, res *builder.BuildResult) {
+	for _, n := range res.Nodes {
+		status := "ok     "
+		if !n.OK {
+			status = "MISSING"
+		}
+		fmt.Fprintf(w, "%s %-28s %.12s  %s", status, n.Name, n.Commit, n.StorePath)
+		if n.Problem != "" {
+			fmt.Fprintf(w, "  (%s)", n.Problem)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "objects: %d built, %d substituted, %d already valid\n", res.Built, res.Substituted, res.Valid)
+	fmt.Fprintf(w, "lock:    %s\n", res.LockFile)
+	fmt.Fprintf(w, "root:    %s\n", res.Dir)
+	fmt.Fprintf(w, "digest:  %s\n", res.Digest)
+	fmt.Fprintf(w, "nar:     %s\n", res.NarHash)
+	fmt.Fprintf(w, "link:    %s (generation %d)\n", res.Link, res.Generation)
+}
+
+// newProgress returns the progress display on w: redrawn lines on a terminal, plain lines
+// otherwise.
+func newProgress(ctx context.Context, g *Globals, w io.Writer) *progress.Display {
+	opts := progress.Options{}
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !g.JSON {
+		opts.TTY = true
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 20 {
+			opts.Width = cols - 1
+		}
+	}
+	return progress.New(ctx, w, opts)
+}
+
+// gitToken is the token sent to https git remotes: $GIT_TOKEN, else $GITHUB_TOKEN.
+func gitToken() string {
+	if t := os.Getenv("GIT_TOKEN"); t != "" {
+		return t
+	}
+	return os.Getenv("GITHUB_TOKEN")
+}
+
+// writeIndentedJSON writes v as indented JSON.
+func writeIndentedJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
