@@ -1,0 +1,253 @@
+package python
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/builder/drv"
+	"github.com/runpod-comfy/runpod-comfy/specs"
+	"github.com/runpod-comfy/runpod-comfy/store"
+)
+
+// Logic versions of the two builders: bump one when its output for the same inputs changes.
+const (
+	PythonVersion = 1
+	VenvVersion   = 1
+)
+
+// PythonParams are the python derivation's parameters: the interpreter identity.
+type PythonParams struct {
+	Interpreter specs.PythonIdentity `json:"interpreter"`
+}
+
+// VenvParams are the venv derivation's parameters. Files (with URLs) are not hashed: the same
+// file from another mirror makes the same venv.
+type VenvParams struct {
+	Interpreter        specs.PythonIdentity `json:"interpreter"`
+	Installer          string               `json:"installer"`
+	SystemSitePackages bool                 `json:"system_site_packages"`
+	SitePackages       []specs.Distribution `json:"site_packages,omitempty"`
+	Packages           []Pin                `json:"packages"`
+
+	Files []specs.PackageLock `json:"-"`
+}
+
+// Pin is one installed file as the venv derivation hashes it.
+type Pin struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Filename string `json:"filename"`
+	SHA256   string `json:"sha256"`
+}
+
+// Derivations returns the python derivation (the interpreter identity) and the venv
+// derivation (input-addressed from the python derivation, the installer, the pins and, with
+// system site-packages, the distributions found there), both unsealed.
+func Derivations(lock *specs.PythonLock, systemSitePackages bool) (python, venv *drv.Derivation) {
+	python = &drv.Derivation{
+		Kind:    drv.KindPython,
+		Name:    "python-" + sanitizeName(lock.Interpreter.Version),
+		Version: PythonVersion,
+		Params:  &PythonParams{Interpreter: lock.Interpreter},
+		Label:   "python " + lock.Interpreter.Version,
+	}
+	vp := &VenvParams{
+		Interpreter:        lock.Interpreter,
+		Installer:          lock.Installer,
+		SystemSitePackages: systemSitePackages,
+		Packages:           []Pin{},
+		Files:              lock.Packages,
+	}
+	if systemSitePackages {
+		vp.SitePackages = append([]specs.Distribution{}, lock.SystemSitePackages...)
+	}
+	for _, p := range lock.Packages {
+		vp.Packages = append(vp.Packages, Pin{Name: p.Name, Version: p.Version, Filename: p.Filename, SHA256: p.SHA256})
+	}
+	venv = &drv.Derivation{
+		Kind:        drv.KindVenv,
+		Name:        "venv",
+		Version:     VenvVersion,
+		Inputs:      []*drv.Derivation{python},
+		Params:      vp,
+		AtFinalPath: true,
+		Label:       fmt.Sprintf("venv (%d packages)", len(lock.Packages)),
+	}
+	return python, venv
+}
+
+func sanitizeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("+-._?=", r) {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// Builder builds the python and venv kinds.
+type Builder struct {
+	// Fetch says where locked files come from (wheel cache, find_links, offline).
+	Fetch FetchOptions
+	// Environ is the environment the interpreter probe runs with; Env is added to the minimal
+	// environment of pip and python children (see PassEnv).
+	Environ []string
+	Env     []string
+}
+
+var _ drv.Builder = (*Builder)(nil)
+
+// Build makes a python object (the identity as JSON, after checking the interpreter still
+// has it) or a venv (Install at its final path).
+func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Derivation, out string) error {
+	switch d.Kind {
+	case drv.KindPython:
+		p, ok := d.Params.(*PythonParams)
+		if !ok {
+			return fmt.Errorf("%s: params are %T, want *PythonParams", d, d.Params)
+		}
+		if err := CheckInterpreter(ctx, p.Interpreter, nil, b.Environ); err != nil {
+			return err
+		}
+		js, err := json.MarshalIndent(p.Interpreter, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, append(js, '\n'), 0o444)
+	case drv.KindVenv:
+		p, ok := d.Params.(*VenvParams)
+		if !ok {
+			return fmt.Errorf("%s: params are %T, want *VenvParams", d, d.Params)
+		}
+		var site []specs.Distribution
+		if p.SystemSitePackages {
+			site = p.SitePackages
+			if site == nil {
+				site = []specs.Distribution{}
+			}
+		}
+		if err := CheckInterpreter(ctx, p.Interpreter, site, b.Environ); err != nil {
+			return err
+		}
+		if bc != nil && bc.Task != nil {
+			bc.Task.Status(fmt.Sprintf("installing %d packages", len(p.Files)))
+		}
+		lock := &specs.PythonLock{Interpreter: p.Interpreter, Installer: p.Installer, Packages: p.Files, SystemSitePackages: p.SitePackages}
+		return Install(ctx, out, VenvOptions{Lock: lock, SystemSitePackages: p.SystemSitePackages, Fetch: b.Fetch, Env: b.Env})
+	default:
+		return fmt.Errorf("python builder: unknown kind %q", d.Kind)
+	}
+}
+
+// StaleError says the interpreter no longer matches the lock: resolve again.
+type StaleError struct {
+	Want, Got specs.PythonIdentity
+	// SiteChanges lists site-packages differences ("numpy 1.26.0 -> 2.0.0", "+torch 2.1.0").
+	SiteChanges []string
+	Err         error
+}
+
+func (e *StaleError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("the lock's interpreter %s is gone (%v): resolve the version again", e.Want.Path, e.Err)
+	}
+	if len(e.SiteChanges) > 0 {
+		return fmt.Sprintf("the site-packages of %s changed since the lock was resolved (%s): resolve the version again", e.Want.Path, strings.Join(e.SiteChanges, ", "))
+	}
+	return fmt.Sprintf("the interpreter changed since the lock was resolved (lock: %s; found: %s): resolve the version again", describe(e.Want), describe(e.Got))
+}
+
+func describe(id specs.PythonIdentity) string {
+	return fmt.Sprintf("%s %s %s %s at %s", id.Implementation, id.Version, id.ABI, id.Platform, id.Path)
+}
+
+// CheckInterpreter probes the interpreter at want.Path and returns a *StaleError when its
+// identity (or, with site non-nil, its site-packages) differs from the lock's.
+func CheckInterpreter(ctx context.Context, want specs.PythonIdentity, site []specs.Distribution, environ []string) error {
+	in, err := Probe(ctx, want.Path, environ)
+	if err != nil {
+		return &StaleError{Want: want, Err: err}
+	}
+	if in.PythonIdentity != want {
+		return &StaleError{Want: want, Got: in.PythonIdentity}
+	}
+	if site != nil {
+		if ch := siteChanges(site, in.SitePackages); len(ch) > 0 {
+			return &StaleError{Want: want, Got: in.PythonIdentity, SiteChanges: ch}
+		}
+	}
+	return nil
+}
+
+func siteChanges(old, cur []specs.Distribution) []string {
+	o, c := map[string]string{}, map[string]string{}
+	for _, d := range old {
+		o[d.Name] = d.Version
+	}
+	for _, d := range cur {
+		c[d.Name] = d.Version
+	}
+	var out []string
+	for _, d := range old {
+		if v, ok := c[d.Name]; !ok {
+			out = append(out, "-"+d.Name+" "+d.Version)
+		} else if v != d.Version {
+			out = append(out, d.Name+" "+d.Version+" -> "+v)
+		}
+	}
+	for _, d := range cur {
+		if _, ok := o[d.Name]; !ok {
+			out = append(out, "+"+d.Name+" "+d.Version)
+		}
+	}
+	return out
+}
+
+// CacheDir is the wheel cache of a volume: ROOT/cache/runpod-comfy/pip.
+func CacheDir(root string) string { return filepath.Join(root, "cache", "runpod-comfy", "pip") }
+
+// PassEnv picks from a whole environment what pip may need to reach an index (proxies,
+// certificates); nothing else of the caller's environment reaches pip.
+func PassEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PIP_CERT":
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// Realise builds the python and venv objects of lock into s, outside the builder's scheduler
+// (tests, benchmarks, tools), and returns the venv's metadata. It uses the same store.Build
+// options as builder.Realise.
+func Realise(ctx context.Context, s *store.Store, lock *specs.PythonLock, systemSitePackages bool, b *Builder) (*drv.Derivation, *store.Meta, error) {
+	py, venv := Derivations(lock, systemSitePackages)
+	if err := py.Seal(); err != nil {
+		return nil, nil, err
+	}
+	if err := venv.Seal(); err != nil {
+		return nil, nil, err
+	}
+	var meta *store.Meta
+	for _, d := range []*drv.Derivation{py, venv} {
+		bc := &drv.BuildContext{Store: s}
+		m, err := s.Build(ctx, d.Path, store.AddOptions{
+			Kind:        d.Kind,
+			References:  d.References(),
+			Derivation:  d.CanonicalJSON(),
+			AtFinalPath: d.AtFinalPath,
+		}, func(ctx context.Context, out string) error { return b.Build(ctx, bc, d, out) })
+		if err != nil {
+			return nil, nil, fmt.Errorf("building %s: %w", d, err)
+		}
+		meta = m
+	}
+	return venv, meta, nil
+}

@@ -1,0 +1,269 @@
+package python
+
+import (
+	"archive/zip"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/runpod-comfy/runpod-comfy/specs"
+	"github.com/runpod-comfy/runpod-comfy/store"
+	"github.com/runpod-comfy/runpod-comfy/store/nar"
+)
+
+// lockOf resolves the shared test requirements (a console script, a dependency, a pin).
+func lockOf(t *testing.T, f *fixture, index bool) *specs.PythonLock {
+	t.Helper()
+	srcs := []Source{
+		mapSource("", map[string]string{"requirements.txt": "alpha\n"}),
+		mapSource("A", map[string]string{"requirements.txt": "gamma\n"}),
+	}
+	py := &specs.Python{FindLinks: []string{f.links}}
+	mod := func(o *ResolveOptions) { o.Offline = true }
+	if index {
+		py = &specs.Python{IndexURL: f.index.SimpleURL()}
+		mod = nil
+	}
+	lock, err := resolveWith(t, f, srcs, py, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lock.Packages) != 4 {
+		t.Fatalf("want 4 packages, got %+v", lock.Packages)
+	}
+	return lock
+}
+
+func openStore(t *testing.T, root string) *store.Store {
+	t.Helper()
+	s, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVenv(t *testing.T) {
+	f := getFixture(t)
+	ctx := context.Background()
+	base := t.TempDir()
+	cache := filepath.Join(base, "cache")
+
+	// Root 1 builds from the index (downloads into the wheel cache); root 2 builds the same
+	// pins offline from that cache alone; the find-links lock has other URLs, same pins.
+	indexLock := lockOf(t, f, true)
+	root1, root2 := filepath.Join(base, "one"), filepath.Join(base, "two")
+	s1 := openStore(t, root1)
+	d1, m1, err := Realise(ctx, s1, indexLock, false, &Builder{Fetch: FetchOptions{CacheDir: cache}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	downloads := 0
+	for _, r := range f.index.Requests() {
+		if strings.HasPrefix(r, "/files/") {
+			downloads++
+		}
+	}
+	if downloads < 4 {
+		t.Errorf("the index served %d files, want the 4 locked ones at least", downloads)
+	}
+	s2 := openStore(t, root2)
+	linksLock := lockOf(t, f, false)
+	d2, m2, err := Realise(ctx, s2, linksLock, false, &Builder{Fetch: FetchOptions{CacheDir: cache, Offline: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("same digest and NAR hash in two roots", func(t *testing.T) {
+		if d1.Path != d2.Path {
+			t.Fatalf("store paths differ: %s vs %s", d1.Path, d2.Path)
+		}
+		if m1.NarHash != m2.NarHash || m1.NarSize != m2.NarSize {
+			t.Fatalf("NAR hashes differ: %s vs %s", m1.NarHash, m2.NarHash)
+		}
+		h1, _, err := nar.Hash(s1.Abs(d1.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h2, _, err := nar.Hash(s2.Abs(d2.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h1 != m1.NarHash || h2 != m1.NarHash {
+			t.Fatalf("on-disk NAR hashes %s, %s; metadata %s", h1, h2, m1.NarHash)
+		}
+	})
+
+	venv := s1.Abs(d1.Path)
+	t.Run("deterministic and relocatable files", func(t *testing.T) {
+		cfg, err := os.ReadFile(filepath.Join(venv, "pyvenv.cfg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(cfg), "command") || strings.Contains(string(cfg), root1) {
+			t.Errorf("pyvenv.cfg holds the command or the venv path:\n%s", cfg)
+		}
+		pycs, _ := filepath.Glob(filepath.Join(venv, "lib", "python*", "site-packages", "gamma", "__pycache__", "*.pyc"))
+		if len(pycs) != 1 {
+			t.Fatalf("want one pyc for gamma, got %v", pycs)
+		}
+		pyc, _ := os.ReadFile(pycs[0])
+		// PEP 552: flags word 0b01 = hash-based, unchecked.
+		if len(pyc) < 16 || pyc[4] != 1 {
+			t.Errorf("gamma's pyc is not an unchecked hash-based pyc: flags %v", pyc[4:8])
+		}
+		if _, err := os.Stat(filepath.Join(venv, "lib", "python3.11", "site-packages", "pip")); err == nil {
+			t.Errorf("the venv carries pip")
+		}
+		for _, gone := range []string{"activate.fish", "activate.csh", "Activate.ps1"} {
+			if _, err := os.Stat(filepath.Join(venv, "bin", gone)); err == nil {
+				t.Errorf("bin/%s left in the venv", gone)
+			}
+		}
+		direct, _ := filepath.Glob(filepath.Join(venv, "lib", "python*", "site-packages", "*.dist-info", "direct_url.json"))
+		if len(direct) > 0 {
+			t.Errorf("direct_url.json written: %v", direct)
+		}
+		rec, _ := filepath.Glob(filepath.Join(venv, "lib", "python*", "site-packages", "gamma-1.0.dist-info", "RECORD"))
+		data, _ := os.ReadFile(rec[0])
+		script, _ := os.ReadFile(filepath.Join(venv, "bin", "gamma-cli"))
+		if !strings.HasPrefix(string(script), "#!/bin/sh\n") {
+			t.Errorf("entry script is not a trampoline:\n%s", script)
+		}
+		if !strings.Contains(string(data), "../../../bin/gamma-cli,sha256="+b64sha(script)+",") {
+			t.Errorf("RECORD does not hold the rewritten script's hash:\n%s", data)
+		}
+	})
+
+	t.Run("runs after ROOT moves", func(t *testing.T) {
+		moved := filepath.Join(base, "moved", "volume")
+		if err := os.MkdirAll(filepath.Dir(moved), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(root1, moved); err != nil {
+			t.Fatal(err)
+		}
+		mv := filepath.Join(moved, "store", d1.Path.String())
+		var imports []string
+		for _, p := range indexLock.Packages {
+			imports = append(imports, "import "+p.Name+"; print("+p.Name+".__file__)")
+		}
+		out := runPy(t, filepath.Join(mv, "bin", "python"), "-c", strings.Join(imports, "\n"))
+		if strings.Contains(out, root1) || !strings.Contains(out, mv) {
+			t.Errorf("imports not from the moved venv:\n%s", out)
+		}
+		if got := runPy(t, filepath.Join(mv, "bin", "gamma-cli")); got != "gamma-cli 1.0\n" {
+			t.Errorf("entry script printed %q", got)
+		}
+		// Through a relative symlink, as the runtime root links venv.
+		link := filepath.Join(moved, "venv")
+		if err := os.Symlink(filepath.Join("store", d1.Path.String()), link); err != nil {
+			t.Fatal(err)
+		}
+		if got := runPy(t, filepath.Join(link, "bin", "gamma-cli")); got != "gamma-cli 1.0\n" {
+			t.Errorf("entry script through a link printed %q", got)
+		}
+		if got := runPy(t, "/bin/bash", "-c", ". "+filepath.Join(link, "bin", "activate")+` && echo "$VIRTUAL_ENV" && command -v python`); !strings.Contains(got, mv+"\n"+mv+"/bin/python") {
+			t.Errorf("activate computed %q", got)
+		}
+		if err := os.Rename(moved, root1); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("no-op rebuild", func(t *testing.T) {
+		// A valid venv is not rebuilt: not even the wheel cache is read.
+		_, m, err := Realise(ctx, s1, indexLock, false, &Builder{Fetch: FetchOptions{CacheDir: filepath.Join(base, "no-cache"), Offline: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.NarHash != m1.NarHash || !m.CreatedAt.Equal(m1.CreatedAt) {
+			t.Errorf("rebuilt: %+v vs %+v", m, m1)
+		}
+	})
+
+	t.Run("hash differs from the lock", func(t *testing.T) {
+		bad := *linksLock
+		bad.Packages = append([]specs.PackageLock{}, linksLock.Packages...)
+		bad.Packages[0].SHA256 = strings.Repeat("0", 64)
+		root := filepath.Join(base, "bad")
+		s := openStore(t, root)
+		d, _, err := Realise(ctx, s, &bad, false, &Builder{Fetch: FetchOptions{CacheDir: t.TempDir(), FindLinks: []string{f.links}}})
+		if err == nil || !strings.Contains(err.Error(), bad.Packages[0].Filename) || !strings.Contains(err.Error(), "the lock says "+strings.Repeat("0", 64)) {
+			t.Fatalf("want a hash mismatch naming %s, got %v", bad.Packages[0].Filename, err)
+		}
+		if p := venvPath(t, &bad); s.Valid(p) {
+			t.Errorf("venv registered")
+		} else if _, err := os.Lstat(s.Abs(p)); err == nil {
+			t.Errorf("venv left at its final path")
+		}
+		if d != nil {
+			t.Errorf("a derivation returned with the error")
+		}
+	})
+
+	t.Run("offline with a missing wheel", func(t *testing.T) {
+		lock := *linksLock
+		lock.Packages = append([]specs.PackageLock{}, linksLock.Packages...)
+		lock.Packages = append(lock.Packages, specs.PackageLock{Name: "zeta", Version: "9.9", URL: "https://example.org/zeta-9.9-py3-none-any.whl", Filename: "zeta-9.9-py3-none-any.whl", SHA256: strings.Repeat("a", 64)})
+		s := openStore(t, filepath.Join(base, "offline"))
+		_, _, err := Realise(ctx, s, &lock, false, &Builder{Fetch: FetchOptions{CacheDir: t.TempDir(), FindLinks: []string{f.links}, Offline: true}})
+		var mf *MissingFilesError
+		if !errors.As(err, &mf) || len(mf.Files) != 1 || mf.Files[0] != "zeta-9.9-py3-none-any.whl" {
+			t.Fatalf("want zeta named as missing, got %v", err)
+		}
+	})
+
+	t.Run("install error", func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "broken-1.0-py3-none-any.whl")
+		zf, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zw := zip.NewWriter(zf)
+		w, _ := zw.Create("broken/__init__.py")
+		w.Write([]byte("x = 1\n"))
+		zw.Close()
+		zf.Close()
+		data, _ := os.ReadFile(p)
+		sum := sha256.Sum256(data)
+		lock := *linksLock
+		lock.Packages = append([]specs.PackageLock{{Name: "broken", Version: "1.0", URL: "file://" + p, Filename: filepath.Base(p), SHA256: hex.EncodeToString(sum[:])}}, linksLock.Packages...)
+		s := openStore(t, filepath.Join(base, "broken"))
+		_, _, err = Realise(ctx, s, &lock, false, &Builder{Fetch: FetchOptions{CacheDir: t.TempDir()}})
+		var ie *InstallError
+		if !errors.As(err, &ie) || !strings.Contains(ie.Package, "broken 1.0") || !strings.Contains(ie.Output, "dist-info") {
+			t.Fatalf("want an install error naming broken 1.0 with pip's message, got %v", err)
+		}
+		t.Log(err)
+		if s.Valid(venvPath(t, &lock)) {
+			t.Errorf("venv registered")
+		}
+	})
+}
+
+func b64sha(data []byte) string {
+	sum := sha256.Sum256(data)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// venvPath is the store path the venv of lock gets.
+func venvPath(t *testing.T, lock *specs.PythonLock) store.Path {
+	t.Helper()
+	py, venv := Derivations(lock, false)
+	if err := py.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := venv.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	return venv.Path
+}
+
