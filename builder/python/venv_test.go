@@ -266,4 +266,3 @@ func venvPath(t *testing.T, lock *specs.PythonLock) store.Path {
 	}
 	return venv.Path
 }
-
