@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -145,11 +146,26 @@ func buildTestClosure(t *testing.T, st *store.Store, suffix string, extraObjects
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.TempDir())
+	dir := t.TempDir()
+	makeRemovable(t, dir)
+	st, err := store.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// makeRemovable makes every directory under dir writable again when the test ends, so that
+// t.TempDir can remove read-only store objects when the tests do not run as root.
+func makeRemovable(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
 }
 
 // checkSameObjects compares metadata and the NAR hash recomputed from disk of every path in

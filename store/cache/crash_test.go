@@ -91,6 +91,7 @@ func scanCache(t *testing.T, dir string) int {
 // completes the cache.
 func TestPushKilled(t *testing.T) {
 	root := t.TempDir()
+	makeRemovable(t, root)
 	st, err := store.Open(root)
 	if err != nil {
 		t.Fatal(err)
