@@ -59,7 +59,12 @@ func (m *Mirrors) export(ctx context.Context, u, commit, dir string, opts Export
 		return fmt.Errorf("exporting %s: %w", CleanURL(u), err)
 	}
 	var subs []submodule
-	if err := writeTree(ctx, repo, tree, dir, "", &subs); err != nil {
+	if m.useCLI() {
+		subs, err = writeTreeCLI(ctx, m.Path(u), commit, dir)
+	} else {
+		err = writeTree(ctx, repo, tree, dir, "", &subs)
+	}
+	if err != nil {
 		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
 	}
 	if !opts.Submodules || len(subs) == 0 {

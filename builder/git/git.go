@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -72,9 +73,29 @@ type Mirrors struct {
 	Dir string
 	// Token, when set, is sent as basic auth to https remotes. Never logged or stored.
 	Token string
+	// Exporter picks how Export reads trees: ExportGitCLI (the default when a git binary is
+	// on PATH: `git ls-tree` + `git cat-file --batch`, raw blobs) or ExportGoGit.
+	Exporter string
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+}
+
+// Exporters.
+const (
+	ExportGitCLI = "git"
+	ExportGoGit  = "go-git"
+)
+
+func (m *Mirrors) useCLI() bool {
+	switch m.Exporter {
+	case ExportGoGit:
+		return false
+	case ExportGitCLI:
+		return true
+	}
+	_, err := exec.LookPath("git")
+	return err == nil
 }
 
 // NewMirrors returns the mirror cache in dir using token (may be empty) for https.
