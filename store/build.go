@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -127,6 +128,7 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 		defer removeAll(stage)
 		out = filepath.Join(stage, p.Name())
 	}
+	defer knownNars.Delete(out)
 	if err := build(ctx, out); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	}
@@ -139,7 +141,7 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 	if err := s.canonicalise(out, p.String()); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	}
-	narHash, narSize, files, err := hashObject(out)
+	narHash, narSize, files, err := hashBuilt(out)
 	if err != nil {
 		return nil, fmt.Errorf("building %s: hashing: %w", p, err)
 	}
@@ -191,6 +193,36 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 		return nil, fmt.Errorf("building %s: registering: %w", p, err)
 	}
 	return m, nil
+}
+
+// knownNars holds NAR hashes that builders computed while writing their output, by output
+// path (staging paths are unique): see KnownNarHash.
+var knownNars sync.Map // out path -> knownNar
+
+type knownNar struct {
+	hash string
+	size int64
+}
+
+// KnownNarHash tells Build that the object being built at out is a single non-executable
+// regular file whose NAR hash (narHash, "sha256:<nix32>", of narSize bytes) its builder
+// computed while writing it (a model hashed during its download), so that Build does not read
+// the file a second time. Build uses it only when out is such a file of the matching size,
+// and forgets it when the build function returns.
+func (s *Store) KnownNarHash(out, narHash string, narSize int64) {
+	knownNars.Store(out, knownNar{narHash, narSize})
+}
+
+// hashBuilt is hashObject, unless the builder reported the NAR hash of a single file.
+func hashBuilt(out string) (string, int64, []nar.File, error) {
+	if v, ok := knownNars.LoadAndDelete(out); ok {
+		k := v.(knownNar)
+		fi, err := os.Lstat(out)
+		if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 == 0 && 112+(fi.Size()+7)/8*8 == k.size {
+			return k.hash, k.size, nil, nil
+		}
+	}
+	return hashObject(out)
 }
 
 // hashObject returns the NAR hash and size of an object and, for a directory, its file

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -138,13 +139,45 @@ func (f *Fetcher) Fetch(ctx context.Context, src Source, want Want, dst string, 
 			p.close()
 			return Result{}, fmt.Errorf("syncing download: %w", err)
 		}
-		if err := os.Rename(p.path(".part"), dst); err != nil {
+		if err := moveFile(p.path(".part"), dst); err != nil {
 			p.close()
 			return Result{}, fmt.Errorf("moving download into place: %w", err)
 		}
 		p.discard() // the .part is gone already; removes the checkpoint and the lock
 		return res, nil
 	}
+}
+
+// moveFile renames src to dst, copying when they are on different filesystems.
+func moveFile(src, dst string) error {
+	err := os.Rename(src, dst)
+	if !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(dst)
+		return err
+	}
+	return os.Remove(src)
 }
 
 // download runs tries until the partial holds the whole file, then checks it.
