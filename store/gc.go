@@ -436,6 +436,13 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 			res.StoppedAt = true
 			break
 		}
+		// Roots written since planning: drop what they reach before touching it, then check
+		// again after unregistering (a root written in between is caught by the second scan).
+		preRoots, preLeased, err := s.gcRoots(nil)
+		if err != nil {
+			return res, fmt.Errorf("gc: %w", err)
+		}
+		preLive := s.mark(preRoots, p.metas)
 		var batch []savedMeta
 		planned := res.Freed
 		for len(items) > 0 && len(batch) < gcBatch {
@@ -446,6 +453,10 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 			items = items[1:]
 			path, err := ParsePath(it.Path)
 			if err != nil {
+				continue
+			}
+			if preLive[path] || preLeased[path.Digest()] {
+				res.Kept = append(res.Kept, path.String())
 				continue
 			}
 			sm, ok := s.unregister(path, cutoff)
