@@ -371,4 +371,3 @@ loop:
 		t.Error("GC never ran during the build")
 	}
 }
-
