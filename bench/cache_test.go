@@ -108,7 +108,7 @@ func BenchmarkCache(b *testing.B) {
 	}
 	ctx := context.Background()
 	tmp := b.TempDir()
-	const total = 50 << 20
+	const total = 500 << 20
 	tree := filepath.Join(tmp, "tree")
 	venvLikeTree(b, tree, total)
 

@@ -168,8 +168,8 @@ func (f *SubstituterFlags) Register(fs *pflag.FlagSet) {
 // substituter. The caches are, in order: --substituter flags, $RUNPOD_COMFY_SUBSTITUTERS, then
 // specSubs (the spec's options.substituters), without duplicates. Trusted keys come only
 // from flags and the environment, never from the spec. Refused objects are reported on
-// warn; the builder then builds them. Call close when the build is done.
-func (f *SubstituterFlags) Hook(ctx context.Context, root string, specSubs []string, warn io.Writer) (hook func(context.Context, *drv.Derivation) (bool, error), closeFn func(), err error) {
+// warn (may be nil); the builder then builds them. Call close when the build is done.
+func (f *SubstituterFlags) Hook(ctx context.Context, root string, specSubs []string, warn func(msg string)) (hook func(context.Context, *drv.Derivation) (bool, error), closeFn func(), err error) {
 	closeFn = func() {}
 	if f.NoSubstitute {
 		return nil, closeFn, nil
@@ -215,7 +215,7 @@ func (f *SubstituterFlags) Hook(ctx context.Context, root string, specSubs []str
 		Caches:        backends,
 		TrustedKeys:   keys,
 		AllowUnsigned: f.NoRequireSigs,
-		Warn:          func(msg string) { fmt.Fprintln(warn, msg) },
+		Warn:          warn,
 	}
 	hook = func(ctx context.Context, d *drv.Derivation) (bool, error) {
 		_, err := sub.Substitute(ctx, st, d.Path)
