@@ -172,7 +172,7 @@ func buildNodes(doc *rawDoc, s *specs.Spec, d *diags) {
 			}
 		}
 		repoA := b.get("repo")
-		if repoA == nil {
+		if repoA == nil && !b.present("repo") {
 			d.errorf(b.def, b.path+".repo", "is missing: a custom node needs the git URL of its repository")
 		} else if v, ok := stringVal(repoA, d); ok {
 			n.Repo = v
@@ -215,7 +215,7 @@ func buildModels(doc *rawDoc, s *specs.Spec, d *diags) {
 	seen := map[string]first{}
 	for _, b := range doc.models {
 		m := specs.Model{Pos: posOf(b.def)}
-		if len(b.attrs) == 0 {
+		if len(b.attrs) == 0 && len(b.failed) == 0 {
 			d.errorf(b.def, b.path, "empty model object: a model needs at least source and target_subdir (or target_path)")
 			continue
 		}
@@ -233,8 +233,11 @@ func buildModels(doc *rawDoc, s *specs.Spec, d *diags) {
 		m.TargetPath, pathA = str("target_path")
 		m.Name, nameA = str("name")
 		m.Checksum, sumA = str("checksum")
-		if srcA == nil {
+		if !b.present("source") {
 			d.errorf(b.def, b.path+".source", "is missing: a model needs a source (https://, hf://, gs://, file:// or a path)")
+			continue
+		} else if srcA == nil {
+			continue
 		} else if strings.TrimSpace(m.Source) == "" {
 			d.errorf(srcA.rng, srcA.path, "is empty")
 		}
@@ -382,7 +385,11 @@ func buildEnv(doc *rawDoc, s *specs.Spec, d *diags) {
 			d.errorf(e.rng, e.path, "%q is not an environment variable name (letters, digits and _, not starting with a digit)", k)
 			continue
 		}
-		if e.val.IsNull() || e.val.Type() != cty.String {
+		if e.val.IsNull() {
+			d.errorf(e.rng, e.path, "is null: leave it out instead")
+			continue
+		}
+		if e.val.Type() != cty.String {
 			d.errorf(e.rng, e.path, "must be a string, got %s", typeName(e.val.Type()))
 			continue
 		}

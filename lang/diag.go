@@ -143,6 +143,34 @@ var (
 	unknownNameRe = regexp.MustCompile(`(?:named|of type) "([^"]*)"`)
 )
 
+// addExpr converts the diagnostics of evaluating the expression of field path, naming the
+// field and dropping hcl's summaries where the detail says it all.
+func (d *diags) addExpr(hd hcl.Diagnostics, path string) {
+	for _, h := range hd {
+		if h.Severity != hcl.DiagError || h.Subject == nil {
+			d.addHCL(hcl.Diagnostics{h})
+			continue
+		}
+		msg := strings.TrimSuffix(h.Detail, ".")
+		if _, after, ok := strings.Cut(msg, " failed: "); ok && h.Summary == "Error in function call" {
+			msg = after
+		} else if msg == "" {
+			msg = strings.ToLower(h.Summary)
+		} else {
+			msg = strings.ToLower(h.Summary) + ": " + strings.ToLower(msg[:1]) + msg[1:]
+		}
+		dup := false
+		for _, o := range d.list {
+			if o.Pos == posOf(*h.Subject) && strings.HasSuffix(o.Message, msg) {
+				dup = true
+			}
+		}
+		if !dup {
+			d.errorf(*h.Subject, path, "%s", msg)
+		}
+	}
+}
+
 // addHCL converts hcl's own diagnostics, dropping the follow-ups of an error already reported.
 func (d *diags) addHCL(hd hcl.Diagnostics) { d.addHCLIn(hd, "") }
 

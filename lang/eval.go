@@ -44,7 +44,7 @@ func evalContext(content *hcl.BodyContent, vars map[string]string, used map[stri
 				continue
 			}
 			v, hd := def.Expr.Value(base)
-			d.addHCL(hd)
+			d.addExpr(hd, "variable "+quote(name)+".default")
 			if hd.HasErrors() {
 				v = cty.DynamicVal
 			}
@@ -80,7 +80,7 @@ func evalContext(content *hcl.BodyContent, vars map[string]string, used map[stri
 			}
 			ctx.Variables["local"] = cty.ObjectVal(localVals)
 			v, hd := a.Expr.Value(ctx)
-			d.addHCL(hd)
+			d.addExpr(hd, "local."+a.Name)
 			if hd.HasErrors() {
 				v = cty.DynamicVal
 			}

@@ -30,6 +30,12 @@ type rawBlock struct {
 	path     string // field path prefix, e.g. custom_nodes[1] or custom_node "x"
 	def      hcl.Range
 	attrs    map[string]*rawAttr
+	failed   map[string]bool // attributes present but not evaluated (already reported)
+}
+
+// present reports whether the block declares the attribute, evaluated or not.
+func (b *rawBlock) present(name string) bool {
+	return b != nil && (b.attrs[name] != nil || b.failed[name])
 }
 
 func (b *rawBlock) get(name string) *rawAttr {
@@ -255,12 +261,14 @@ type reader struct {
 // attr evaluates one attribute; nil when it is null or could not be evaluated (reported).
 func (r reader) attr(a *hcl.Attribute, path string) *rawAttr {
 	v, hd := a.Expr.Value(r.ctx)
+	r.d.addExpr(hd, path)
 	if hd.HasErrors() {
-		r.d.addHCL(hd)
 		return nil
 	}
-	r.d.addHCL(hd)
 	if v.IsNull() {
+		if r.ctx == nil {
+			r.d.errorf(a.Range, path, "is null: leave the field out instead")
+		}
 		return nil
 	}
 	if !v.IsWhollyKnown() {
@@ -272,7 +280,7 @@ func (r reader) attr(a *hcl.Attribute, path string) *rawAttr {
 }
 
 func (r reader) block(b *hcl.Block, kind, path string, names []string) *rawBlock {
-	rb := &rawBlock{kind: kind, path: path, def: b.DefRange, attrs: map[string]*rawAttr{}}
+	rb := &rawBlock{kind: kind, path: path, def: b.DefRange, attrs: map[string]*rawAttr{}, failed: map[string]bool{}}
 	content, hd := b.Body.Content(&hcl.BodySchema{Attributes: attrSchema(names...)})
 	r.d.addHCLIn(hd, path)
 	if content == nil {
@@ -281,6 +289,8 @@ func (r reader) block(b *hcl.Block, kind, path string, names []string) *rawBlock
 	for _, a := range sortedHCLAttrs(content.Attributes) {
 		if ra := r.attr(a, path+"."+a.Name); ra != nil {
 			rb.attrs[a.Name] = ra
+		} else {
+			rb.failed[a.Name] = true
 		}
 	}
 	return rb

@@ -67,6 +67,10 @@ type PythonLock struct {
 	// SystemSitePackages lists the distributions found in the interpreter's own site-packages
 	// when the spec sets python.system_site_packages.
 	SystemSitePackages []Distribution `json:"system_site_packages,omitempty"`
+	// InputsHash is the sha256 of everything the resolution read (requirement lines with
+	// their origins, python settings, interpreter, site-packages); a later resolve with the
+	// same inputs reuses Packages as they are.
+	InputsHash string `json:"inputs_hash,omitempty"`
 }
 
 // PythonIdentity is what makes two interpreters interchangeable for a venv.
