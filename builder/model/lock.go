@@ -7,6 +7,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
@@ -45,7 +47,7 @@ func (e *ModelError) Error() string {
 
 func (e *ModelError) Unwrap() error { return e.Err }
 
-// Resolve returns the lock entries of spec's models, in spec order. An entry of old (may be
+// Resolve returns the lock entries of spec's models, sorted by target. An entry of old (may be
 // nil) is reused when its target, source and checksum are unchanged and updating(target) is
 // false, so an unchanged model needs no network.
 func (r *Resolver) Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, updating func(target string) bool) ([]specs.ModelLock, error) {
@@ -104,6 +106,9 @@ func (r *Resolver) Resolve(ctx context.Context, spec *specs.Spec, old *specs.Loc
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// The lock's order (specs.Lock.WriteFile sorts by target), so a lock read back plans the
+	// same root.
+	slices.SortStableFunc(out, func(a, b specs.ModelLock) int { return strings.Compare(a.Target, b.Target) })
 	return out, nil
 }
 
