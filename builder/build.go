@@ -11,6 +11,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -33,6 +34,12 @@ type BuildOptions struct {
 	GitToken string
 	// SkipModels leaves models out of the root.
 	SkipModels bool
+	// Offline builds without network: pip resolves from local find_links only and wheels
+	// come from the wheel cache and find_links (the spec's options.offline does the same).
+	Offline bool
+	// Environ is the caller's environment (cmd passes os.Environ()): PATH and what the
+	// Python interpreter needs to be found and probed; pip sees only python.PassEnv(Environ).
+	Environ []string
 	// Progress shows what is happening (nil = silent).
 	Progress *progress.Display
 	// Substitute is passed to Realise (CACHE).
@@ -104,12 +111,20 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 		return nil, file, false, err
 	}
 	if old != nil && old.VersionID == opts.Spec.VersionID && old.SpecHash == specs.Hash(opts.Spec) && !opts.Update {
-		return old, file, false, nil
+		// The interpreter or its site-packages may have changed under an unchanged spec.
+		err := python.CheckLock(ctx, opts.Spec, old.Python, opts.Environ)
+		if err == nil {
+			return old, file, false, nil
+		}
+		opts.Progress.Logf("python: %v", err)
 	}
 	lock, err = Resolve(ctx, opts.Spec, old, ResolveOptions{
 		Git:         git.NewMirrors(MirrorDir(opts.Root), opts.GitToken),
 		Update:      opts.Update,
 		UpdateNames: opts.UpdateNames,
+		Root:        opts.Root,
+		Environ:     opts.Environ,
+		Offline:     opts.Offline || opts.Spec.Options.Offline,
 		Progress:    opts.Progress,
 	})
 	if err != nil {
@@ -126,11 +141,13 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 
 // builders returns the builder of every kind, wired kind by kind.
 func builders(opts BuildOptions, mirrors *git.Mirrors) map[string]drv.Builder {
+	pyb := python.NewBuilder(opts.Root, opts.Spec, opts.Offline, opts.Environ)
 	return map[string]drv.Builder{
 		drv.KindGit:  &git.Builder{Mirrors: mirrors},
 		drv.KindRoot: rootBuilder{},
 		// MODELS wires drv.KindModel here (drv.Limit(..., downloads) for a download limit).
-		// PYTHON wires drv.KindPython and drv.KindVenv here.
+		drv.KindPython: pyb,
+		drv.KindVenv:   pyb,
 	}
 }
 

@@ -217,7 +217,9 @@ func TestResolveRefs(t *testing.T) {
 func TestFullCommitsResolveOffline(t *testing.T) {
 	f := newFixture(t)
 	spec := f.spec("offline")
-	spec.Comfy = specs.Comfy{Repo: "https://unreachable.invalid/ComfyUI.git", Commit: f.comfyCommit}
+	// Python requirements are read from the sources, so ComfyUI's are left to the base here.
+	noReqs := false
+	spec.Comfy = specs.Comfy{Repo: "https://unreachable.invalid/ComfyUI.git", Commit: f.comfyCommit, InstallRequirements: &noReqs}
 	spec.CustomNodes = spec.CustomNodes[1:]
 	lock, err := Resolve(context.Background(), spec, nil, ResolveOptions{Git: git.NewMirrors(t.TempDir(), "")})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -98,8 +99,18 @@ func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error
 	// root.SkipModels): d := <model derivation>; d, err = p.add(d); p.Models = append(p.Models, d);
 	// root.Link("models/"+m.Target, d); root.Manifest.Models = append(root.Manifest.Models, ...).
 
-	// Python and venv: PYTHON wires the python and venv kinds here (when lock.Python is set):
-	// p.Python, p.Venv = ...; root.Link("venv", p.Venv); root.Manifest.Venv = p.Venv.Path.String().
+	// Python and venv: the interpreter identity and the venv of the locked pins.
+	if pyd, vd := python.PlanVenv(spec, lock.Python); vd != nil {
+		if p.Python, err = p.add(pyd); err != nil {
+			return nil, err
+		}
+		vd.Inputs = []*drv.Derivation{p.Python}
+		if p.Venv, err = p.add(vd); err != nil {
+			return nil, err
+		}
+		root.Link("venv", p.Venv)
+		root.Manifest.Venv = p.Venv.Path.String()
+	}
 
 	rd, err := root.derivation()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
@@ -21,6 +22,10 @@ type ResolveOptions struct {
 	UpdateNames []string
 	// Progress shows what is being resolved (may be nil).
 	Progress *progress.Display
+	// Root, Environ and Offline configure the pip resolution (python.LockOptions).
+	Root    string
+	Environ []string
+	Offline bool
 }
 
 // Updating reports whether the entry called name is to be re-resolved even when unchanged.
@@ -105,8 +110,17 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 
 	// 2. Models: MODELS wires model resolution here (fills lock.Models).
 
-	// 3. Python: PYTHON wires the pip resolution here (fills lock.Python), reading
-	// requirements with opts.Git.ReadFile(ctx, repo, commit, "requirements.txt").
+	// 3. Python: ComfyUI's, the nodes' and the spec's requirements resolved together,
+	// read straight from the mirrors at the locked commits.
+	py, err := python.ResolveLock(ctx, spec, lock, old, python.LockOptions{
+		Root: opts.Root, Environ: opts.Environ, Offline: opts.Offline, Update: opts.Updating("python"),
+		ReadFile: opts.Git.ReadFile,
+		Warn:     func(w string) { opts.Progress.Logf("warning: %s", w) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	lock.Python = py
 
 	return lock, nil
 }

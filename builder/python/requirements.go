@@ -101,6 +101,31 @@ func (s Source) label(name string) string {
 	return "custom_nodes/" + s.Node + "/" + name
 }
 
+// SourceError is a requirements file that could not be read from its source (other than
+// being absent); it names the node (or ComfyUI) and its spec position.
+type SourceError struct {
+	// Node is the custom node's name; empty for ComfyUI.
+	Node string
+	Pos  specs.Pos
+	// File is the file's path in the source, e.g. "requirements.txt".
+	File string
+	Err  error
+}
+
+func (e *SourceError) Error() string {
+	who := "comfy"
+	if e.Node != "" {
+		who = fmt.Sprintf("custom node %q", e.Node)
+	}
+	msg := fmt.Sprintf("%s: reading %s: %v", who, e.File, e.Err)
+	if p := e.Pos.String(); p != "" {
+		return p + ": " + msg
+	}
+	return msg
+}
+
+func (e *SourceError) Unwrap() error { return e.Err }
+
 // Gather reads requirements.txt of each source (a missing file is no requirements) and adds the
 // spec's python.packages and python.constraints.
 func Gather(ctx context.Context, sources []Source, py *specs.Python) (*Requirements, error) {
@@ -144,6 +169,10 @@ func (r *Requirements) addFile(ctx context.Context, src Source, name string, con
 	if err != nil {
 		if top && errors.Is(err, fs.ErrNotExist) {
 			return nil
+		}
+		var se *SourceError
+		if errors.As(err, &se) {
+			return err
 		}
 		return fmt.Errorf("reading %s: %w", src.label(name), err)
 	}

@@ -24,6 +24,7 @@ type BuildOptions struct {
 	LockFile   string
 	Jobs       int
 	SkipModels bool
+	Offline    bool
 }
 
 func newBuildCmd(g *Globals) *cobra.Command {
@@ -51,6 +52,7 @@ Private https git remotes: set GIT_TOKEN (or GITHUB_TOKEN); it is never logged o
 	f.StringVar(&o.LockFile, "lock", "", "lock file to use and update (default ROOT/cache/runpod-comfy/resolved/<id>.lock.json)")
 	f.IntVarP(&o.Jobs, "jobs", "j", 0, "objects built at once (default: the number of CPUs)")
 	f.BoolVar(&o.SkipModels, "skip-models", false, "leave models out of the root")
+	f.BoolVar(&o.Offline, "offline", false, "no network: resolve from local find_links, install wheels from the wheel cache and find_links only")
 	addVarFlag(cmd, &o.Vars)
 	return cmd
 }
@@ -71,6 +73,8 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 		Jobs:       o.Jobs,
 		GitToken:   gitToken(),
 		SkipModels: o.SkipModels,
+		Offline:    o.Offline,
+		Environ:    os.Environ(),
 		Progress:   pr,
 	})
 	pr.Close()

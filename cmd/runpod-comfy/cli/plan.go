@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -52,7 +53,7 @@ func runPlan(ctx context.Context, g *Globals, o *PlanOptions, stdout, stderr io.
 		return err
 	}
 	pr := newProgress(ctx, g, stderr)
-	plan, s, err := builder.LoadPlan(ctx, builder.BuildOptions{Root: g.Root, Spec: spec, LockFile: o.LockFile, GitToken: gitToken(), Progress: pr})
+	plan, s, err := builder.LoadPlan(ctx, builder.BuildOptions{Root: g.Root, Spec: spec, LockFile: o.LockFile, GitToken: gitToken(), Progress: pr, Environ: os.Environ()})
 	pr.Close()
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,7 @@ type ResolveOptions struct {
 	Update   bool
 	LockFile string
 	Vars     []string
+	Offline  bool
 }
 
 func newResolveCmd(g *Globals) *cobra.Command {
@@ -47,6 +49,7 @@ when their branch has moved since. --update re-resolves every entry, or only the
 	f := cmd.Flags()
 	f.BoolVar(&o.Update, "update", false, "re-resolve all entries, or only the NAMEs given after the version")
 	f.StringVar(&o.LockFile, "lock", "", "lock file (default ROOT/cache/runpod-comfy/resolved/<id>.lock.json)")
+	f.BoolVar(&o.Offline, "offline", false, "no network: pip resolves from the spec's local find_links only")
 	addVarFlag(cmd, &o.Vars)
 	return cmd
 }
@@ -63,6 +66,8 @@ func runResolve(ctx context.Context, g *Globals, o *ResolveOptions, stdout, stde
 		LockFile:    o.LockFile,
 		Update:      o.Update,
 		UpdateNames: o.Names,
+		Offline:     o.Offline,
+		Environ:     os.Environ(),
 		GitToken:    gitToken(),
 		Progress:    pr,
 	})
