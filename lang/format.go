@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
@@ -132,4 +135,44 @@ func setList(b *hclwrite.Body, name string, vs []string) {
 		vals[i] = cty.StringVal(v)
 	}
 	b.SetAttributeValue(name, cty.TupleVal(vals))
+}
+
+// SetVersionID returns src, a spec file of the language its path's suffix says, with its
+// version_id set to id and nothing else changed (comments, layout and key order kept). An
+// HCL spec without version_id gets none (its file name gives it); a JSON spec must have one.
+func SetVersionID(path string, src []byte, id string) ([]byte, error) {
+	switch {
+	case strings.HasSuffix(path, ".hcl"):
+		f, hd := hclwrite.ParseConfig(src, path, hcl.InitialPos)
+		if hd.HasErrors() {
+			return nil, &SpecError{Diags: convertHCL(hd)}
+		}
+		if f.Body().GetAttribute("version_id") != nil {
+			f.Body().SetAttributeValue("version_id", cty.StringVal(id))
+		}
+		return f.Bytes(), nil
+	case strings.HasSuffix(path, ".json"):
+		f, hd := hclparse.NewParser().ParseJSON(src, path)
+		if hd.HasErrors() {
+			return nil, &SpecError{Diags: convertHCL(hd)}
+		}
+		content, _, hd := f.Body.PartialContent(&hcl.BodySchema{Attributes: attrSchema("version_id")})
+		if hd.HasErrors() {
+			return nil, &SpecError{Diags: convertHCL(hd)}
+		}
+		a := content.Attributes["version_id"]
+		if a == nil {
+			return nil, fmt.Errorf("%s has no version_id to rewrite", path)
+		}
+		r := a.Expr.Range()
+		lit, err := json.Marshal(id)
+		if err != nil {
+			return nil, err
+		}
+		out := append([]byte{}, src[:r.Start.Byte]...)
+		out = append(out, lit...)
+		return append(out, src[r.End.Byte:]...), nil
+	default:
+		return nil, fmt.Errorf("%s: spec files end in .json or .hcl", path)
+	}
 }

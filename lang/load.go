@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -301,4 +302,36 @@ func looseString(a *rawAttr) string {
 		return ""
 	}
 	return a.val.AsString()
+}
+
+// BaseOf returns the base version id a spec file extends, or "" when it extends none (JSON
+// specs never do). Only a literal extends is seen; the file is not otherwise checked.
+func BaseOf(path string) (string, error) {
+	if !strings.HasSuffix(path, ".hcl") {
+		return "", nil
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading spec: %w", err)
+	}
+	f, hd := hclparse.NewParser().ParseHCL(src, path)
+	if hd.HasErrors() {
+		return "", &SpecError{Diags: convertHCL(hd)}
+	}
+	content, _, _ := f.Body.PartialContent(&hcl.BodySchema{Attributes: attrSchema("extends")})
+	a := content.Attributes["extends"]
+	if a == nil {
+		return "", nil
+	}
+	v, hd := a.Expr.Value(nil)
+	if hd.HasErrors() || v.IsNull() || !v.IsKnown() || v.Type() != ctyString {
+		return "", nil
+	}
+	return v.AsString(), nil
+}
+
+func convertHCL(hd hcl.Diagnostics) Diagnostics {
+	d := &diags{}
+	d.addHCL(hd)
+	return d.list.Errors()
 }
