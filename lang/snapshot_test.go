@@ -80,8 +80,8 @@ func TestImportSnapshot(t *testing.T) {
 func TestImportSnapshotRejects(t *testing.T) {
 	for in, want := range map[string]string{
 		"custom_nodes:\n  x: 1\n": "not a JSON snapshot: save it from ComfyUI-Manager as JSON (YAML snapshots are not read)",
-		`{"nodes": []}`:          "not a ComfyUI-Manager snapshot: none of comfyui, git_custom_nodes, cnr_custom_nodes, file_custom_nodes, pips",
-		`{"comfyui": 12}`:        "reading snapshot: json: cannot unmarshal number into Go struct field Snapshot.comfyui of type string",
+		`{"nodes": []}`:           "not a ComfyUI-Manager snapshot: none of comfyui, git_custom_nodes, cnr_custom_nodes, file_custom_nodes, pips",
+		`{"comfyui": 12}`:         "reading snapshot: json: cannot unmarshal number into Go struct field Snapshot.comfyui of type string",
 	} {
 		_, _, err := ImportSnapshot([]byte(in), "x", DefaultComfyRepo)
 		if err == nil || err.Error() != want {
