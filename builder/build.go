@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/builder/model"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -40,6 +42,10 @@ type BuildOptions struct {
 	// Environ is the caller's environment (cmd passes os.Environ()): PATH and what the
 	// Python interpreter needs to be found and probed; pip sees only python.PassEnv(Environ).
 	Environ []string
+	// Models configures model downloads (tokens, endpoints, GCS client); cmd fills it.
+	// DownloadJobs limits model downloads running at once (0 = 4), apart from Jobs.
+	Models       model.Options
+	DownloadJobs int
 	// Progress shows what is happening (nil = silent).
 	Progress *progress.Display
 	// Substitute is passed to Realise (CACHE).
@@ -118,7 +124,12 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 		}
 		opts.Progress.Logf("python: %v", err)
 	}
+	models, err := model.NewResolver(opts.Root, opts.Models, opts.DownloadJobs, opts.Progress)
+	if err != nil {
+		return nil, file, false, err
+	}
 	lock, err = Resolve(ctx, opts.Spec, old, ResolveOptions{
+		Models:      models,
 		Git:         git.NewMirrors(MirrorDir(opts.Root), opts.GitToken),
 		Update:      opts.Update,
 		UpdateNames: opts.UpdateNames,
@@ -143,9 +154,9 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 func builders(opts BuildOptions, mirrors *git.Mirrors) map[string]drv.Builder {
 	pyb := python.NewBuilder(opts.Root, opts.Spec, opts.Offline, opts.Environ)
 	return map[string]drv.Builder{
-		drv.KindGit:  &git.Builder{Mirrors: mirrors},
-		drv.KindRoot: rootBuilder{},
-		// MODELS wires drv.KindModel here (drv.Limit(..., downloads) for a download limit).
+		drv.KindGit:    &git.Builder{Mirrors: mirrors},
+		drv.KindRoot:   rootBuilder{},
+		drv.KindModel:  drv.Limit(model.NewBuilder(opts.Models, opts.Root, opts.Spec, opts.Progress), cmp.Or(opts.DownloadJobs, 4)),
 		drv.KindPython: pyb,
 		drv.KindVenv:   pyb,
 	}

@@ -2,11 +2,13 @@ package builder
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/builder/model"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -95,9 +97,29 @@ func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error
 		})
 	}
 
-	// Models: MODELS wires the model kind here, for each lock.Models entry (unless
-	// root.SkipModels): d := <model derivation>; d, err = p.add(d); p.Models = append(p.Models, d);
-	// root.Link("models/"+m.Target, d); root.Manifest.Models = append(root.Manifest.Models, ...).
+	// Models: one fixed object per file (shared by targets naming the same file), linked at
+	// models/<target>; none with skip_models.
+	root.Manifest.ModelsSkipped = root.SkipModels && len(lock.Models) > 0
+	for _, m := range lock.Models {
+		if root.SkipModels {
+			break
+		}
+		sm, _ := model.SpecModel(spec, m.Target)
+		d, err := model.Derivation(m, sm.Pos)
+		if err != nil {
+			return nil, err
+		}
+		if d, err = p.add(d); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(p.Models, d) {
+			p.Models = append(p.Models, d)
+		}
+		root.Link("models/"+m.Target, d)
+		root.Manifest.Models = append(root.Manifest.Models, specs.ManifestModel{
+			Target: m.Target, StorePath: d.Path.String(), Checksum: m.Checksum, Size: m.Size,
+		})
+	}
 
 	// Python and venv: the interpreter identity and the venv of the locked pins.
 	if pyd, vd := python.PlanVenv(spec, lock.Python); vd != nil {

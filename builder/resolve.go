@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/builder/model"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -26,6 +27,8 @@ type ResolveOptions struct {
 	Root    string
 	Environ []string
 	Offline bool
+	// Models resolves model checksums (needed when the spec has models).
+	Models *model.Resolver
 }
 
 // Updating reports whether the entry called name is to be re-resolved even when unchanged.
@@ -108,7 +111,17 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 		return nil, errors.Join(errs...)
 	}
 
-	// 2. Models: MODELS wires model resolution here (fills lock.Models).
+	// 2. Models: checksums from the spec, the source's metadata or a first download.
+	if len(spec.Models) > 0 {
+		if opts.Models == nil {
+			return nil, errors.New("resolve: the spec has models but no model resolver was given")
+		}
+		ms, err := opts.Models.Resolve(ctx, spec, old, opts.Updating)
+		if err != nil {
+			return nil, err
+		}
+		lock.Models = ms
+	}
 
 	// 3. Python: ComfyUI's, the nodes' and the spec's requirements resolved together,
 	// read straight from the mirrors at the locked commits.

@@ -25,6 +25,10 @@ type BuildOptions struct {
 	Jobs       int
 	SkipModels bool
 	Offline    bool
+	// DownloadJobs limits model downloads at once.
+	DownloadJobs int
+	// Subst are the binary-cache flags (--substituter, --trusted-key; CACHE).
+	Subst SubstituterFlags
 }
 
 func newBuildCmd(g *Globals) *cobra.Command {
@@ -52,7 +56,9 @@ Private https git remotes: set GIT_TOKEN (or GITHUB_TOKEN); it is never logged o
 	f.StringVar(&o.LockFile, "lock", "", "lock file to use and update (default ROOT/cache/runpod-comfy/resolved/<id>.lock.json)")
 	f.IntVarP(&o.Jobs, "jobs", "j", 0, "objects built at once (default: the number of CPUs)")
 	f.BoolVar(&o.SkipModels, "skip-models", false, "leave models out of the root")
+	f.IntVar(&o.DownloadJobs, "download-jobs", 4, "model downloads at once")
 	f.BoolVar(&o.Offline, "offline", false, "no network: resolve from local find_links, install wheels from the wheel cache and find_links only")
+	o.Subst.Register(f)
 	addVarFlag(cmd, &o.Vars)
 	return cmd
 }
@@ -65,17 +71,34 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	if o.DownloadJobs < 1 {
+		return usageError(fmt.Errorf("--download-jobs %d: must be at least 1", o.DownloadJobs))
+	}
+	mo, closeGCS, err := modelOptions(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer closeGCS()
 	pr := newProgress(ctx, g, stderr)
+	substitute, closeSubst, err := o.Subst.Hook(ctx, g.Root, spec.Options.Substituters, func(msg string) { pr.Logf("%s", msg) })
+	if err != nil {
+		pr.Close()
+		return err
+	}
+	defer closeSubst()
 	res, err := builder.Build(ctx, builder.BuildOptions{
-		Root:       g.Root,
-		Spec:       spec,
-		LockFile:   o.LockFile,
-		Jobs:       o.Jobs,
-		GitToken:   gitToken(),
-		SkipModels: o.SkipModels,
-		Offline:    o.Offline,
-		Environ:    os.Environ(),
-		Progress:   pr,
+		Models:       mo,
+		DownloadJobs: o.DownloadJobs,
+		Root:         g.Root,
+		Spec:         spec,
+		LockFile:     o.LockFile,
+		Jobs:         o.Jobs,
+		GitToken:     gitToken(),
+		SkipModels:   o.SkipModels,
+		Offline:      o.Offline,
+		Environ:      os.Environ(),
+		Progress:     pr,
+		Substitute:   substitute,
 	})
 	pr.Close()
 	if res != nil {
@@ -85,6 +108,9 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 			}
 		} else {
 			printBuildResult(stdout, res)
+			if n := len(spec.Models); n > 0 && (o.SkipModels || spec.Options.SkipModels) {
+				fmt.Fprintf(stdout, "models:  %d left out (skip_models): the root has no model links; build without it to add them\n", n)
+			}
 		}
 	}
 	return err

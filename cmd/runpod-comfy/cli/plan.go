@@ -52,8 +52,13 @@ func runPlan(ctx context.Context, g *Globals, o *PlanOptions, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	mo, closeGCS, err := modelOptions(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer closeGCS()
 	pr := newProgress(ctx, g, stderr)
-	plan, s, err := builder.LoadPlan(ctx, builder.BuildOptions{Root: g.Root, Spec: spec, LockFile: o.LockFile, GitToken: gitToken(), Progress: pr, Environ: os.Environ()})
+	plan, s, err := builder.LoadPlan(ctx, builder.BuildOptions{Root: g.Root, Spec: spec, LockFile: o.LockFile, GitToken: gitToken(), Progress: pr, Environ: os.Environ(), Models: mo})
 	pr.Close()
 	if err != nil {
 		return err

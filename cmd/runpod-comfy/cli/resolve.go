@@ -60,6 +60,11 @@ func runResolve(ctx context.Context, g *Globals, o *ResolveOptions, stdout, stde
 		return err
 	}
 	pr := newProgress(ctx, g, stderr)
+	mo, closeGCS, err := modelOptions(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer closeGCS()
 	lock, file, resolved, err := builder.EnsureLock(ctx, builder.BuildOptions{
 		Root:        g.Root,
 		Spec:        spec,
@@ -70,6 +75,7 @@ func runResolve(ctx context.Context, g *Globals, o *ResolveOptions, stdout, stde
 		Environ:     os.Environ(),
 		GitToken:    gitToken(),
 		Progress:    pr,
+		Models:      mo,
 	})
 	pr.Close()
 	if err != nil {
