@@ -128,7 +128,15 @@ type Task struct {
 	bytes   bool
 	lastPct int64
 	ended   bool
+	// Transfer rate: bytes counted from rateFrom (the first SetBytes, so a resumed download's
+	// existing bytes do not count) at rateStart; lastLine is when plain output last printed.
+	rateStart time.Time
+	rateFrom  int64
+	lastLine  time.Time
 }
+
+// PlainInterval is the longest time between two plain-output lines of a task reporting bytes.
+const PlainInterval = 30 * time.Second
 
 // Status sets what the task is doing now, e.g. "fetching https://…".
 func (t *Task) Status(s string) {
@@ -149,8 +157,9 @@ func (t *Task) Status(s string) {
 	}
 }
 
-// SetBytes reports byte progress: done of total (total <= 0 when unknown). Plain output prints
-// a line at each further 25%.
+// SetBytes reports byte progress: done of total (total <= 0 when unknown). Terminal lines show
+// the rate and the time left; plain output prints a line (with both) at each further 25% and at
+// least every PlainInterval.
 func (t *Task) SetBytes(done, total int64) {
 	if t == nil {
 		return
@@ -161,18 +170,44 @@ func (t *Task) SetBytes(done, total int64) {
 	if t.ended {
 		return
 	}
+	now := time.Now()
+	if !t.bytes {
+		t.rateStart, t.rateFrom, t.lastLine = now, done, now
+	}
 	t.bytes, t.cur, t.total = true, done, total
 	if d.opts.TTY {
 		d.dirty = true
 		return
 	}
+	pct := int64(0)
 	if total > 0 {
-		pct := done * 100 / total
-		if pct/25 > t.lastPct/25 {
-			t.lastPct = pct
-			d.printLocked(fmt.Sprintf("%s: %s of %s (%d%%)", t.name, FormatBytes(done), FormatBytes(total), pct))
-		}
+		pct = done * 100 / total
 	}
+	if (total > 0 && pct/25 > t.lastPct/25) || now.Sub(t.lastLine) >= PlainInterval {
+		t.lastPct, t.lastLine = pct, now
+		line := fmt.Sprintf("%s: %s", t.name, FormatBytes(done))
+		if total > 0 {
+			line += fmt.Sprintf(" of %s (%d%%)", FormatBytes(total), pct)
+		}
+		d.printLocked(line + t.rateETA(now))
+	}
+}
+
+// rateETA formats the average rate since the first SetBytes and the time left, e.g.
+// ", 112.0 MiB/s, 1m20s left"; empty until there is a rate.
+func (t *Task) rateETA(now time.Time) string {
+	el := now.Sub(t.rateStart)
+	n := t.cur - t.rateFrom
+	if el < 100*time.Millisecond || n <= 0 {
+		return ""
+	}
+	rate := float64(n) / el.Seconds()
+	s := ", " + FormatBytes(int64(rate)) + "/s"
+	if t.total > 0 && t.cur < t.total {
+		left := time.Duration(float64(t.total-t.cur) / rate * float64(time.Second))
+		s += ", " + left.Round(time.Second).String() + " left"
+	}
+	return s
 }
 
 // Done ends the task with a permanent line: "<name>: <msg> (<elapsed>)", or its error.
@@ -259,6 +294,7 @@ func (t *Task) line() string {
 		} else {
 			s += "  " + FormatBytes(t.cur)
 		}
+		s += t.rateETA(time.Now())
 	}
 	return s
 }
