@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -178,24 +179,47 @@ func (s *Store) writeMeta(m *Meta) error {
 	return atomicfile.WriteFile(s.metaFile(m.Path.Digest()), append(b, '\n'), 0o444)
 }
 
-// allMeta reads every metadata file. Unreadable ones are returned as errors keyed by file name.
+// metaReaders is how many metadata files allMeta reads at once: on a network volume each
+// read is a round trip, so reading in parallel matters more than CPU count.
+const metaReaders = 16
+
+// allMeta reads every metadata file, in parallel.
 func (s *Store) allMeta() (map[Path]*Meta, error) {
 	ents, err := os.ReadDir(s.metaDir())
 	if err != nil {
 		return nil, fmt.Errorf("listing metadata: %w", err)
 	}
-	out := make(map[Path]*Meta, len(ents))
+	var digests []Digest
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
 			continue
 		}
-		d, err := ParseDigest(strings.TrimSuffix(name, ".json"))
-		if err != nil {
-			continue
+		if d, err := ParseDigest(strings.TrimSuffix(name, ".json")); err == nil {
+			digests = append(digests, d)
 		}
-		m, err := s.readMeta(d)
-		if err != nil {
+	}
+	metas := make([]*Meta, len(digests))
+	errs := make([]error, len(digests))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < metaReaders && w < len(digests); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				metas[i], errs[i] = s.readMeta(digests[i])
+			}
+		}()
+	}
+	for i := range digests {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	out := make(map[Path]*Meta, len(digests))
+	for i, m := range metas {
+		if err := errs[i]; err != nil {
 			if errors.Is(err, ErrNotValid) {
 				continue // removed meanwhile
 			}
@@ -255,8 +279,23 @@ func (s *Store) Closure(paths ...Path) ([]Path, error) {
 	return out, nil
 }
 
+// sortPaths sorts by the base name string, encoding each digest once.
 func sortPaths(ps []Path) {
-	sort.Slice(ps, func(i, j int) bool { return ps[i].String() < ps[j].String() })
+	if len(ps) < 2 {
+		return
+	}
+	type keyed struct {
+		key string
+		p   Path
+	}
+	ks := make([]keyed, len(ps))
+	for i, p := range ps {
+		ks[i] = keyed{p.String(), p}
+	}
+	sort.Slice(ks, func(i, j int) bool { return ks[i].key < ks[j].key })
+	for i := range ks {
+		ps[i] = ks[i].p
+	}
 }
 
 func randHex(n int) string {
