@@ -50,6 +50,7 @@ func repo(t *testing.T, dir string, files map[string]string) string {
 // find_links, through builder.Build: the root links the venv and the launcher runs ComfyUI's
 // main.py with it.
 func TestBuildVersion(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	links := filepath.Join(dir, "wheels")

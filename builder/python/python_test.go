@@ -188,6 +188,7 @@ func resolveWith(t *testing.T, f *fixture, srcs []Source, py *specs.Python, mod 
 }
 
 func TestResolve(t *testing.T) {
+	t.Parallel()
 	f := getFixture(t)
 	srcs := []Source{
 		mapSource("", map[string]string{"requirements.txt": "alpha\n"}),
@@ -245,6 +246,7 @@ func wheelByFile(name string) wheeltest.Wheel {
 }
 
 func TestResolveConflict(t *testing.T) {
+	t.Parallel()
 	f := getFixture(t)
 	py := &specs.Python{FindLinks: []string{f.links}}
 	offline := func(o *ResolveOptions) { o.Offline = true }

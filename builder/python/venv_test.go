@@ -50,6 +50,7 @@ func openStore(t *testing.T, root string) *store.Store {
 }
 
 func TestVenv(t *testing.T) {
+	t.Parallel()
 	f := getFixture(t)
 	ctx := context.Background()
 	base := t.TempDir()
@@ -265,4 +266,81 @@ func venvPath(t *testing.T, lock *specs.PythonLock) store.Path {
 		t.Fatal(err)
 	}
 	return venv.Path
+}
+
+// TestSystemSitePackages resolves and builds against the interpreter's own site-packages:
+// what is installed there is kept, recorded in the lock, and visible in the venv; a node
+// wanting another version of it is a conflict naming the site-packages.
+func TestSystemSitePackages(t *testing.T) {
+	t.Parallel()
+	f := getFixture(t)
+	ctx := context.Background()
+	var pipVersion string
+	for _, d := range f.in.SitePackages {
+		if d.Name == "pip" {
+			pipVersion = d.Version
+		}
+	}
+	if pipVersion == "" {
+		t.Fatalf("the interpreter's site-packages has no pip: %v", f.in.SitePackages)
+	}
+	sys := func(o *ResolveOptions) { o.Offline, o.SystemSitePackages = true, true }
+	py := &specs.Python{FindLinks: []string{f.links}, SystemSitePackages: true}
+	lock, err := resolveWith(t, f, []Source{mapSource("A", map[string]string{"requirements.txt": "pip>=20\ndelta\n"})}, py, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lock.Packages) != 1 || lock.Packages[0].Name != "delta" {
+		t.Fatalf("want only delta locked (pip comes from site-packages), got %+v", lock.Packages)
+	}
+	found := false
+	for _, d := range lock.SystemSitePackages {
+		found = found || d == specs.Distribution{Name: "pip", Version: pipVersion}
+	}
+	if !found {
+		t.Errorf("lock's system_site_packages lacks pip %s", pipVersion)
+	}
+
+	s := openStore(t, t.TempDir())
+	d, _, err := Realise(ctx, s, lock, true, &Builder{Fetch: FetchOptions{CacheDir: t.TempDir(), FindLinks: []string{f.links}, Offline: true}, Environ: os.Environ()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := runPy(t, filepath.Join(s.Abs(d.Path), "bin", "python"), "-c", "import pip, delta; print(pip.__version__, delta.VERSION)")
+	if out != pipVersion+" 1.0\n" {
+		t.Errorf("venv sees %q", out)
+	}
+	// Without system site-packages the same pins make another venv.
+	if p := venvPath(t, lock); p == d.Path {
+		t.Errorf("system_site_packages is not part of the venv's inputs")
+	}
+
+	_, err = resolveWith(t, f, []Source{mapSource("B", map[string]string{"requirements.txt": "\npip<1\n"})}, py, sys)
+	if err == nil {
+		t.Fatal("no conflict")
+	}
+	t.Log(err)
+	for _, w := range []string{`node "B" wants pip<1 (custom_nodes/B/requirements.txt:2)`, "the interpreter's site-packages has pip===" + pipVersion} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("report lacks %q:\n%v", w, err)
+		}
+	}
+
+	// A changed site-packages makes the lock stale.
+	changed := append([]specs.Distribution{}, lock.SystemSitePackages...)
+	for i := range changed {
+		if changed[i].Name == "pip" {
+			changed[i].Version = "0.1"
+		}
+	}
+	err = CheckInterpreter(ctx, lock.Interpreter, changed, os.Environ())
+	var se *StaleError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "pip 0.1 -> "+pipVersion) {
+		t.Errorf("want a stale error naming pip, got %v", err)
+	}
+	moved := lock.Interpreter
+	moved.Version = "3.0.0"
+	if err := CheckInterpreter(ctx, moved, nil, os.Environ()); !errors.As(err, &se) || !strings.Contains(err.Error(), "3.0.0") {
+		t.Errorf("want a stale error naming the version, got %v", err)
+	}
 }
