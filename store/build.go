@@ -42,6 +42,9 @@ type AddOptions struct {
 	// AtFinalPath makes build write at the object's final path (for objects that must know
 	// where they live, such as a venv) under the lease, instead of in a staging directory.
 	AtFinalPath bool
+	// Waiting, when set, is called once if another process holds the lease and Build waits
+	// for its result (for a progress line such as "waiting for host X pid N").
+	Waiting func(holder LeaseRecord)
 }
 
 // BuildFunc creates the object at out, a path that does not exist yet: a regular file, a
@@ -71,13 +74,14 @@ func (s *Store) Build(ctx context.Context, p Path, opts AddOptions, build BuildF
 	}
 	sort.Strings(refs)
 	refs = dedupe(refs)
+	waited := false
 	for {
 		if m, err := s.Meta(p); err == nil {
 			return m, nil
 		} else if !errors.Is(err, ErrNotValid) {
 			return nil, err
 		}
-		l, _, err := s.tryLease(p.Digest().String(), p, refs)
+		l, holder, err := s.tryLease(p.Digest().String(), p, refs)
 		if err == nil {
 			m, err := s.buildLeased(ctx, l, p, opts, refs, build)
 			l.Release()
@@ -86,6 +90,10 @@ func (s *Store) Build(ctx context.Context, p Path, opts AddOptions, build BuildF
 		if !errors.Is(err, errLeaseHeld) {
 			return nil, fmt.Errorf("building %s: %w", p, err)
 		}
+		if !waited && opts.Waiting != nil && holder != nil {
+			opts.Waiting(*holder)
+		}
+		waited = true
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("building %s: waiting for another builder: %w", p, ctx.Err())
