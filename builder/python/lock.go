@@ -202,26 +202,22 @@ func inputsHash(in *Interpreter, py *specs.Python, reqs *Requirements) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// CheckLock reports whether the interpreter spec chooses today still is the lock's (identity
-// and, with system_site_packages, its site-packages): a *StaleError when not, so that the
-// lock is resolved again instead of building (or keeping) a venv for another interpreter.
+// CheckLock reports whether the lock's interpreter still has the identity the lock records
+// (and, with system_site_packages, the same site-packages): a *StaleError when not, so that
+// the lock is resolved again instead of building (or keeping) a venv made for another
+// interpreter. It probes the locked interpreter path itself, so it does not depend on PATH.
 func CheckLock(ctx context.Context, spec *specs.Spec, pl *specs.PythonLock, environ []string) error {
 	if pl == nil {
 		return nil
 	}
-	in, err := FindFor(ctx, spec, environ)
-	if err != nil {
-		return &StaleError{Want: pl.Interpreter, Err: err}
-	}
-	if in.PythonIdentity != pl.Interpreter {
-		return &StaleError{Want: pl.Interpreter, Got: in.PythonIdentity}
-	}
+	var site []specs.Distribution
 	if spec.Python != nil && spec.Python.SystemSitePackages {
-		if ch := siteChanges(pl.SystemSitePackages, in.SitePackages); len(ch) > 0 {
-			return &StaleError{Want: pl.Interpreter, Got: in.PythonIdentity, SiteChanges: ch}
+		site = pl.SystemSitePackages
+		if site == nil {
+			site = []specs.Distribution{}
 		}
 	}
-	return nil
+	return CheckInterpreter(ctx, pl.Interpreter, site, environ)
 }
 
 // PlanVenv returns the sealed-to-be python and venv derivations of a lock's python section
