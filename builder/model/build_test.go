@@ -22,6 +22,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
+	"github.com/runpod-comfy/runpod-comfy/store/nar"
 )
 
 // comfyRepo makes a tiny ComfyUI stand-in git repository and returns its path.
@@ -158,7 +159,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 func TestTwoVersionsOneObject(t *testing.T) {
-	data := bytes.Repeat([]byte("model bytes "), 50000)
+	data := append(bytes.Repeat([]byte("model bytes "), 50000), "odd"...)
 	srv := newModelServer(t, map[string][]byte{"/m/sd_base.safetensors": data})
 	comfy := comfyRepo(t)
 	root := t.TempDir()
@@ -198,6 +199,11 @@ func TestTwoVersionsOneObject(t *testing.T) {
 	m, err := s.Meta(store.MustParsePath(objs[0]))
 	if err != nil || m.Kind != "model" || m.CA != "fixed:"+sum(data) {
 		t.Fatalf("meta %+v %v", m, err)
+	}
+	// The NAR hash computed during the download is the one the store would compute.
+	narHash, narSize, err := nar.Hash(filepath.Join(root, "store", objs[0]))
+	if err != nil || m.NarHash != narHash || m.NarSize != narSize {
+		t.Fatalf("meta NAR %s %d, the file's NAR %s %d (%v)", m.NarHash, m.NarSize, narHash, narSize, err)
 	}
 	lock, err := specs.ReadLock(builder.LockPath(root, "b"))
 	if err != nil {

@@ -87,8 +87,7 @@ func narRegularPrefix(size int64) []byte {
 // narSuffix returns what follows the content of a single-file NAR: padding to 8 bytes, then ")".
 func narSuffix(size int64) []byte {
 	pad := (8 - size%8) % 8
-	b := make([]byte, pad, pad+16)
-	return narStr(b, ")")
+	return append(make([]byte, pad, pad+16), narStr(nil, ")")...)
 }
 
 // narSize is the length of a single-file NAR of a non-executable file of size bytes.
