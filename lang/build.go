@@ -37,7 +37,9 @@ func build(doc *rawDoc, d *diags) *specs.Spec {
 func buildComfy(doc *rawDoc, s *specs.Spec, d *diags) {
 	b := doc.comfy
 	if b == nil {
-		d.errorf(doc.fileRng, "comfy", "is missing: say which ComfyUI to use (repo and commit)")
+		if !doc.shapeErr {
+			d.errorf(doc.fileRng, "comfy", "is missing: say which ComfyUI to use (repo and commit)")
+		}
 		return
 	}
 	c := specs.Comfy{Pos: posOf(b.def)}
@@ -219,12 +221,20 @@ func buildModels(doc *rawDoc, s *specs.Spec, d *diags) {
 			d.errorf(b.def, b.path, "empty model object: a model needs at least source and target_subdir (or target_path)")
 			continue
 		}
+		bad := false
 		str := func(name string) (string, *rawAttr) {
 			a := b.get(name)
 			if a == nil {
+				if b.failed[name] {
+					bad = true
+				}
 				return "", nil
 			}
-			v, _ := stringVal(a, d)
+			v, ok := stringVal(a, d)
+			if !ok {
+				bad = true
+				return "", nil
+			}
 			return v, a
 		}
 		var srcA, subA, pathA, nameA, sumA *rawAttr
@@ -233,10 +243,11 @@ func buildModels(doc *rawDoc, s *specs.Spec, d *diags) {
 		m.TargetPath, pathA = str("target_path")
 		m.Name, nameA = str("name")
 		m.Checksum, sumA = str("checksum")
+		if bad {
+			continue // reported; the target cannot be told
+		}
 		if !b.present("source") {
 			d.errorf(b.def, b.path+".source", "is missing: a model needs a source (https://, hf://, gs://, file:// or a path)")
-			continue
-		} else if srcA == nil {
 			continue
 		} else if strings.TrimSpace(m.Source) == "" {
 			d.errorf(srcA.rng, srcA.path, "is empty")

@@ -15,10 +15,16 @@ import (
 type jsonLists struct {
 	starts  map[string][]hcl.Range
 	notList map[string]hcl.Range
+	// notObject holds the top-level keys among objectKeys whose value is not an object.
+	notObject map[string]hcl.Range
 }
 
+// objectKeys are the top-level keys of a JSON spec whose value must be an object (hcl would
+// also take an array of objects as several blocks).
+var objectKeys = map[string]bool{"comfy": true, "python": true, "options": true, "env": true}
+
 func scanJSONLists(filename string, src []byte, keys ...string) jsonLists {
-	out := jsonLists{starts: map[string][]hcl.Range{}, notList: map[string]hcl.Range{}}
+	out := jsonLists{starts: map[string][]hcl.Range{}, notList: map[string]hcl.Range{}, notObject: map[string]hcl.Range{}}
 	want := map[string]bool{}
 	for _, k := range keys {
 		want[k] = true
@@ -34,6 +40,15 @@ func scanJSONLists(filename string, src []byte, keys ...string) jsonLists {
 			return out
 		}
 		key, _ := kt.(string)
+		if objectKeys[key] {
+			valStart := skipSpace(src, int(dec.InputOffset()))
+			if valStart < len(src) && src[valStart] == ':' {
+				valStart = skipSpace(src, valStart+1)
+			}
+			if valStart < len(src) && src[valStart] != '{' && src[valStart] != 'n' {
+				out.notObject[key] = rangeAt(filename, src, valStart)
+			}
+		}
 		if !want[key] {
 			var skip json.RawMessage
 			if dec.Decode(&skip) != nil {

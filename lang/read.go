@@ -87,6 +87,7 @@ type rawDoc struct {
 	env           map[string]*envEntry
 	envRng        hcl.Range
 	fileRng       hcl.Range
+	shapeErr      bool // a top-level part had the wrong JSON shape (reported)
 }
 
 var (
@@ -175,11 +176,27 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 				d.errorf(rng, key, "must be a list of objects ([{...}, ...])")
 			}
 		}
-	}
-	jsonDef := func(b *hcl.Block, key string, i int) {
-		if starts := lists.starts[key]; i < len(starts) {
-			b.DefRange = starts[i]
+		for _, key := range []string{"comfy", "python", "options"} {
+			if rng, ok := lists.notObject[key]; ok {
+				d.errorf(rng, key, "must be an object ({...})")
+				doc.shapeErr = true
+			}
 		}
+	}
+	// jsonDef gives a block from a JSON array its element's position; false when the element
+	// is not an object (hcl has reported it).
+	jsonDef := func(b *hcl.Block, key string, i int) bool {
+		starts := lists.starts[key]
+		if i >= len(starts) {
+			return true
+		}
+		b.DefRange = starts[i]
+		off := starts[i].Start.Byte
+		if off < len(src) && src[off] == '{' {
+			return true
+		}
+		d.errorf(starts[i], fmt.Sprintf("%s[%d]", key, i), "must be an object ({...})")
+		return false
 	}
 	for _, a := range sortedHCLAttrs(content.Attributes) {
 		switch a.Name {
@@ -197,6 +214,9 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 	}
 	nodeIndex, modelIndex := 0, 0
 	for _, b := range content.Blocks {
+		if _, bad := lists.notObject[b.Type]; bad {
+			continue
+		}
 		switch b.Type {
 		case "comfy":
 			if doc.comfy != nil {
@@ -208,7 +228,10 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 			if _, bad := lists.notList["custom_nodes"]; bad {
 				continue
 			}
-			jsonDef(b, "custom_nodes", nodeIndex)
+			if !jsonDef(b, "custom_nodes", nodeIndex) {
+				nodeIndex++
+				continue
+			}
 			doc.nodes = append(doc.nodes, r.block(b, "custom_node", fmt.Sprintf("custom_nodes[%d]", nodeIndex), nodeAttrs))
 			nodeIndex++
 		case "custom_node":
@@ -219,7 +242,10 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 			if _, bad := lists.notList["models"]; bad {
 				continue
 			}
-			jsonDef(b, "models", modelIndex)
+			if !jsonDef(b, "models", modelIndex) {
+				modelIndex++
+				continue
+			}
 			doc.models = append(doc.models, r.block(b, "model", fmt.Sprintf("models[%d]", modelIndex), modelAttrs))
 			modelIndex++
 		case "model":

@@ -34,6 +34,7 @@ func newValidateCmd(g *Globals) *cobra.Command {
 it and checks it. It prints each accepted quirk as a warning and each problem as an error with
 file:line:col, then "ok <id>" for each valid spec. Without arguments it checks every spec in the
 versions directory. Exit code 2 when any spec is invalid.`,
+		ValidArgsFunction: completeVersionIDs(g, 1<<20),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Args = args
 			return runValidate(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
