@@ -1,0 +1,293 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/runpod-comfy/runpod-comfy/builder"
+	"github.com/runpod-comfy/runpod-comfy/runner"
+	"github.com/runpod-comfy/runpod-comfy/runner/worker"
+	"github.com/runpod-comfy/runpod-comfy/store"
+)
+
+func init() { register(newServeCmd) }
+
+// ServeOptions are the flags of serve.
+type ServeOptions struct {
+	VersionID     string
+	BuildMissing  bool
+	TestInput     string
+	APIPort       int
+	APIHost       string
+	OutputMode    string
+	GCSBucket     string
+	GCSPrefix     string
+	ResponseLimit int
+	JobTimeout    time.Duration
+	StateDir      string
+	ModelsDir     string
+	ComfyArgs     []string
+	ReadyTimeout  time.Duration
+	ShutdownGrace time.Duration
+	Quiet         bool
+}
+
+const serveLong = `serve is a RunPod serverless worker (queue-based endpoint) for ComfyUI versions built in the
+store on the network volume. It speaks RunPod's queue protocol itself: job-take long poll,
+results, progress updates, heartbeat, job-stop (cancelled jobs interrupt ComfyUI).
+
+ComfyUI stays warm between jobs. A job's version_id (else --version-id or $COMFY_VERSION_NAME)
+picks the version; a job for another version built on the volume switches to it. A version that
+is not built fails the job, unless --build-missing builds it inside the job.
+
+Input: worker-comfyui's {"workflow", "images": [{name, image}], "comfy_org_api_key"} works
+unchanged, plus version_id, workflow_url, input_images {name: url}, output_mode (base64|gcs),
+gcs_bucket, gcs_prefix and timeout_s. Output: "outputs" (every file and text with node id,
+mime, size, sha256 and data or url), worker-comfyui's "images", version_id, prompt_id, timings.
+
+Modes:
+  RUNPOD_WEBHOOK_GET_JOB set     the queue worker (on RunPod)
+  --test-input FILE              run one job from FILE ({"input": ...}), print the result
+  no queue and ./test_input.json run that one job (as RunPod's SDK does)
+  --api-port N                   serve /run, /runsync, /status/<id>, /cancel/<id>, /health
+
+Environment: RUNPOD_WEBHOOK_GET_JOB, RUNPOD_WEBHOOK_POST_OUTPUT, RUNPOD_WEBHOOK_PING,
+RUNPOD_PING_INTERVAL (ms), RUNPOD_AI_API_KEY, RUNPOD_POD_ID, RUNPOD_POD_HOSTNAME,
+RUNPOD_INIT_TIMEOUT (s), COMFY_VERSION_NAME, OUTPUT_MODE, GCS_BUCKET, GCS_PREFIX, GCS_PROJECT,
+GCS_CREDENTIALS_FILE (or GOOGLE_APPLICATION_CREDENTIALS), GCS_CREDENTIALS_JSON, GCS_ENDPOINT,
+GCS_PUBLIC, COMFY_ORG_API_KEY; for --build-missing also those of build. See docs/runpod.md.`
+
+func newServeCmd(g *Globals) *cobra.Command {
+	o := &ServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the RunPod serverless worker (or its local test modes)",
+		Long:  serveLong,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServe(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.VersionID, "version-id", os.Getenv("COMFY_VERSION_NAME"), "version of jobs without version_id, started before the first job (default $COMFY_VERSION_NAME)")
+	f.BoolVar(&o.BuildMissing, "build-missing", false, "build a version that is not built yet inside the job (slow; default: fail the job)")
+	f.StringVar(&o.TestInput, "test-input", "", "run the one job in FILE ({\"input\": ...}), print the result and exit (1 if it failed)")
+	f.IntVar(&o.APIPort, "api-port", 0, "serve a local test API on this port instead of the RunPod queue")
+	f.StringVar(&o.APIHost, "api-host", "127.0.0.1", "address of the local test API")
+	f.StringVar(&o.OutputMode, "output-mode", envOr("OUTPUT_MODE", worker.OutputBase64), "default output mode: base64 or gcs (default $OUTPUT_MODE, else base64)")
+	f.StringVar(&o.GCSBucket, "gcs-bucket", os.Getenv("GCS_BUCKET"), "default GCS bucket for gcs output and oversized results (default $GCS_BUCKET)")
+	f.StringVar(&o.GCSPrefix, "gcs-prefix", os.Getenv("GCS_PREFIX"), "object name prefix in the bucket; the job id is appended (default $GCS_PREFIX)")
+	f.IntVar(&o.ResponseLimit, "response-limit", worker.DefaultResponseLimit, "largest result body in bytes; larger base64 results go to GCS or fail")
+	f.DurationVar(&o.JobTimeout, "job-timeout", 30*time.Minute, "deadline of a job without timeout_s; ComfyUI is interrupted after it (0: none)")
+	f.StringVar(&o.StateDir, "state-dir", filepath.Join(os.TempDir(), "runpod-comfy-worker", "state"), "parent of ComfyUI's per-version state dirs; private to this worker (cleared after each job)")
+	f.StringVar(&o.ModelsDir, "models-dir", "", "extra models directory whose folders (checkpoints, loras, ...) ComfyUI also searches")
+	f.StringArrayVar(&o.ComfyArgs, "comfy-arg", nil, "extra argument for ComfyUI's command line (repeatable), e.g. --comfy-arg=--cpu")
+	f.DurationVar(&o.ReadyTimeout, "ready-timeout", envSeconds("RUNPOD_INIT_TIMEOUT", 7*time.Minute), "how long ComfyUI may take to start (default $RUNPOD_INIT_TIMEOUT s, else 7m)")
+	f.DurationVar(&o.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long the job in hand may still run before it is failed")
+	f.BoolVar(&o.Quiet, "quiet-comfy", false, "do not copy ComfyUI's log to stderr")
+	return cmd
+}
+
+// envOr returns $name, else def.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// envSeconds returns $name as whole seconds, else def.
+func envSeconds(name string, def time.Duration) time.Duration {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return def
+}
+
+func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr io.Writer) error {
+	switch o.OutputMode {
+	case worker.OutputBase64, worker.OutputGCS:
+	default:
+		return usageError(fmt.Errorf("--output-mode %q: use base64 or gcs", o.OutputMode))
+	}
+	if o.APIPort < 0 || o.APIPort > 65535 {
+		return usageError(fmt.Errorf("--api-port %d: not a port", o.APIPort))
+	}
+	if o.TestInput != "" && o.APIPort != 0 {
+		return usageError(errors.New("--test-input and --api-port exclude each other"))
+	}
+	level := slog.LevelInfo
+	if g.Verbose {
+		level = slog.LevelDebug
+	}
+	var log *slog.Logger
+	if g.JSON {
+		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	} else {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	}
+
+	// Which mode: decided before anything starts, so a misconfigured worker fails fast.
+	getJob := os.Getenv("RUNPOD_WEBHOOK_GET_JOB")
+	var testDoc []byte
+	switch {
+	case o.TestInput != "":
+		b, err := os.ReadFile(o.TestInput)
+		if err != nil {
+			return fmt.Errorf("--test-input: %w", err)
+		}
+		testDoc = b
+	case o.APIPort != 0, getJob != "":
+	default:
+		b, err := os.ReadFile("test_input.json")
+		if err != nil {
+			return fmt.Errorf("RUNPOD_WEBHOOK_GET_JOB is not set (not running on RunPod) and ./test_input.json cannot be read (%w): give --test-input FILE or --api-port N to test locally", err)
+		}
+		log.Info("RUNPOD_WEBHOOK_GET_JOB is not set: running ./test_input.json")
+		testDoc = b
+	}
+
+	var cfg worker.Config
+	if testDoc == nil && o.APIPort == 0 {
+		var err error
+		if cfg, err = workerConfigFromEnv(log); err != nil {
+			return err
+		}
+	}
+
+	st, err := store.Open(g.Root)
+	if err != nil {
+		return fmt.Errorf("opening the store at %s: %w", g.Root, err)
+	}
+	gcs, err := gcsOptionsFromEnv(o)
+	if err != nil {
+		return usageError(err)
+	}
+	copts := worker.ComfyOptions{
+		Root:           g.Root,
+		Store:          st,
+		DefaultVersion: o.VersionID,
+		StateBase:      o.StateDir,
+		OutputMode:     o.OutputMode,
+		GCS:            gcs,
+		ResponseLimit:  o.ResponseLimit,
+		JobTimeout:     o.JobTimeout,
+		ComfyOrgAPIKey: os.Getenv("COMFY_ORG_API_KEY"),
+		ExtraArgs:      o.ComfyArgs,
+		ModelsDir:      o.ModelsDir,
+		ReadyTimeout:   o.ReadyTimeout,
+		Logger:         log,
+	}
+	if !o.Quiet {
+		copts.ComfyLog = stderr
+	}
+	if o.BuildMissing {
+		copts.Build = func(ctx context.Context, id string) error {
+			spec, _, err := loadSpec(ctx, g, id, nil)
+			if err != nil {
+				return err
+			}
+			_, err = builder.Build(ctx, builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken()})
+			return err
+		}
+	}
+	h, err := worker.NewComfyHandler(copts)
+	if err != nil {
+		return usageError(err)
+	}
+	defer h.Close(context.WithoutCancel(ctx))
+
+	switch {
+	case testDoc != nil:
+		body, failed, err := worker.RunTestInput(ctx, h, testDoc, log)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", body)
+		if failed {
+			return silentExit(ExitFailure)
+		}
+		return nil
+	case o.APIPort != 0:
+		ln, err := net.Listen("tcp", net.JoinHostPort(o.APIHost, strconv.Itoa(o.APIPort)))
+		if err != nil {
+			return fmt.Errorf("--api-port: %w", err)
+		}
+		return worker.NewLocalAPI(h, log).Serve(ctx, ln)
+	}
+	cfg.ShutdownGrace = o.ShutdownGrace
+	w, err := worker.New(cfg, h)
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+// workerConfigFromEnv reads the RUNPOD_* variables of the queue protocol.
+func workerConfigFromEnv(log *slog.Logger) (worker.Config, error) {
+	cfg := worker.Config{
+		GetJobURL:     os.Getenv("RUNPOD_WEBHOOK_GET_JOB"),
+		PostOutputURL: os.Getenv("RUNPOD_WEBHOOK_POST_OUTPUT"),
+		PingURL:       os.Getenv("RUNPOD_WEBHOOK_PING"),
+		APIKey:        os.Getenv("RUNPOD_AI_API_KEY"),
+		WorkerID:      os.Getenv("RUNPOD_POD_ID"),
+		Hostname:      os.Getenv("RUNPOD_POD_HOSTNAME"),
+		Logger:        log,
+	}
+	if cfg.PostOutputURL == "" {
+		return cfg, errors.New("RUNPOD_WEBHOOK_GET_JOB is set but RUNPOD_WEBHOOK_POST_OUTPUT is not: both come from RunPod")
+	}
+	// As the SDK: a random worker id without RUNPOD_POD_ID, and no heartbeat without an id
+	// or an API key.
+	if cfg.WorkerID == "" {
+		cfg.WorkerID = uuid.NewString()
+		cfg.PingURL = ""
+		log.Warn("RUNPOD_POD_ID is not set: using a random worker id, no heartbeat", "worker_id", cfg.WorkerID)
+	}
+	if cfg.APIKey == "" {
+		cfg.PingURL = ""
+		log.Warn("RUNPOD_AI_API_KEY is not set: calls go without Authorization, no heartbeat")
+	}
+	if v := os.Getenv("RUNPOD_PING_INTERVAL"); v != "" {
+		ms, err := strconv.Atoi(v)
+		if err != nil || ms <= 0 {
+			return cfg, fmt.Errorf("RUNPOD_PING_INTERVAL=%q: want milliseconds > 0", v)
+		}
+		cfg.PingInterval = time.Duration(ms) * time.Millisecond
+	}
+	return cfg, nil
+}
+
+// gcsOptionsFromEnv reads the GCS_* variables for gcs output.
+func gcsOptionsFromEnv(o *ServeOptions) (runner.GCSOptions, error) {
+	g := runner.GCSOptions{
+		Bucket:          o.GCSBucket,
+		Prefix:          strings.Trim(o.GCSPrefix, "/"),
+		Project:         os.Getenv("GCS_PROJECT"),
+		CredentialsFile: envOr("GCS_CREDENTIALS_FILE", os.Getenv("GOOGLE_APPLICATION_CREDENTIALS")),
+		Endpoint:        os.Getenv("GCS_ENDPOINT"),
+	}
+	if j := os.Getenv("GCS_CREDENTIALS_JSON"); j != "" {
+		g.CredentialsJSON = []byte(j)
+	}
+	if v := os.Getenv("GCS_PUBLIC"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return g, fmt.Errorf("GCS_PUBLIC=%q: want true or false", v)
+		}
+		g.Public = b
+	}
+	return g, nil
+}
