@@ -17,13 +17,14 @@
 //
 //	func RootDir(root, id string) string  // ROOT/builds/comfy-<id>
 //	func StateDir(root, id string) string // ROOT/state/comfy-<id>
+//	func ReadManifest(root string) (*specs.Manifest, error)
 //	func Start(ctx context.Context, opts StartOptions) (*Process, error)
 //	type StartOptions struct {
-//		RuntimeRoot  string            // absolute path of the runtime root (symlinks are fine)
-//		StateDir     string            // absolute; input, output, temp, user, custom_nodes created
+//		RuntimeRoot  string            // the runtime root (symlinks are resolved once, at start)
+//		StateDir     string            // input, output, temp, user, custom_nodes created below it
 //		Listen       string            // default "127.0.0.1"
 //		Port         int               // 0 picks a free port on Listen
-//		Env          map[string]string // added to the manifest's env and BaseEnv; wins over both
+//		Env          map[string]string // added after the manifest's env; wins over it
 //		BaseEnv      []string          // the child's base environment; nil inherits this process's
 //		ExtraArgs    []string          // appended to ComfyUI's command line
 //		ModelsDir    string            // optional extra models directory (folders below it)
@@ -32,95 +33,121 @@
 //		ReadyTimeout time.Duration     // default 5 minutes
 //		StopTimeout  time.Duration     // per signal step of Stop; default 10 seconds
 //	}
-//	func (p *Process) URL() string              // "http://127.0.0.1:8188"
-//	func (p *Process) Client() *Client           // a client for URL()
-//	func (p *Process) Dirs() StateDirs          // Input, Output, Temp, User, CustomNodes
-//	func (p *Process) Exited() <-chan struct{}  // closed when the process has exited
-//	func (p *Process) ExitErr() error           // the exit status, once Exited is closed
-//	func (p *Process) LogTail(n int) []string   // the last n lines ComfyUI wrote
+//	func (p *Process) URL() string                    // "http://127.0.0.1:8188"
+//	func (p *Process) Client() *Client                // a client for URL()
+//	func (p *Process) Dirs() StateDirs                // Input, Output, Temp, User, CustomNodes
+//	func (p *Process) RuntimeRoot() string            // the resolved root
+//	func (p *Process) Exited() <-chan struct{}        // closed when the process has exited
+//	func (p *Process) ExitErr() error                 // the exit status, once Exited is closed
+//	func (p *Process) LogTail(n int) []string         // the last n lines ComfyUI wrote
 //	func (p *Process) Stop(ctx context.Context) error // SIGINT, SIGTERM, SIGKILL to the group
 //	func (p *Process) Run(ctx context.Context, workflow json.RawMessage, opts RunOptions) (*RunResult, error)
+//	func (p *Process) RemoveOutputs(res *RunResult)   // delete a delivered job's files
 //
-// Start reads manifest.json, prepares the state dir, passes every redirect flag the pinned
-// ComfyUI supports (manifest comfy.flags: --output-directory, --input-directory,
-// --temp-directory, --user-directory, --database-url sqlite:////<state>/user/comfyui.db) plus
-// --listen, --port and --disable-auto-launch when supported, and launches <root>/bin/comfyui
-// in its own process group. Custom nodes marked writable in the manifest are copied into
-// <state>/custom_nodes/<name> (again when their store path changes); when there are any,
-// Start does not use the launcher: it runs the root's python with <root>/comfyui/main.py and
-// a generated <state>/extra_model_paths.yaml whose custom_nodes folder is
-// <state>/custom_nodes (links to the read-only nodes, copies of the writable ones) and whose
-// model folders are the root's, so each node is loaded exactly once. Start returns when
-// GET /prompt answers 200; a *StartError says whether the process exited early
-// (errors.Is(err, ErrExited)) or did not answer in time (errors.Is(err, ErrNotReady)), with
-// the last lines of its log. The process is stopped when ctx ends.
+// Start reads manifest.json, prepares the state dir, and passes every redirect flag the pinned
+// ComfyUI supports (manifest comfy.flags; when it lists none, the 2023 set: output, input,
+// temp): --output-directory <state>/output, --input-directory <state>/input,
+// --temp-directory <state>/temp (ComfyUI uses <state>/temp/temp), --user-directory
+// <state>/user, --database-url sqlite:////<state>/user/comfyui.db, plus --listen, --port and
+// --disable-auto-launch. It launches <root>/bin/comfyui in its own process group (the kernel
+// kills it if this process dies). Custom nodes marked writable in the manifest are copied into
+// <state>/custom_nodes/<name> (again only when their store path changes; the copy records it
+// in .runpod-comfy-source); when a root has any, Start does not use the launcher but runs the
+// root's python (venv, else env COMFY_PYTHON, else python3) with <root>/comfyui/main.py and a
+// generated <state>/extra_model_paths.yaml whose model folders are the root's models/<dir> and
+// whose only custom_nodes folder is <state>/custom_nodes (copies of the writable nodes, links
+// to the others), so each node is loaded exactly once. Nodes no longer in the manifest are
+// renamed <name>.disabled (ComfyUI skips them; their data is kept). ModelsDir adds a generated
+// <state>/models_dir.yaml. Start returns when GET /prompt answers 200; a *StartError says
+// whether the process exited early (errors.Is(err, ErrExited), with ExitCode) or did not answer
+// in time (errors.Is(err, ErrNotReady)), with the last lines of its log. The process is stopped
+// when ctx ends.
 //
 // # API client
 //
 //	func NewClient(baseURL string) *Client
-//	type Client struct{ BaseURL string; HTTP *http.Client; PollInterval time.Duration }
+//	type Client struct{ BaseURL string; HTTP *http.Client; Dialer *websocket.Dialer; PollInterval time.Duration; MaxPollFailures int }
 //	func (c *Client) Run(ctx context.Context, workflow json.RawMessage, opts RunOptions) (*RunResult, error)
 //	func (c *Client) Interrupt(ctx context.Context, promptID string) error
 //	func (c *Client) Ready(ctx context.Context) error // GET /prompt answers 200
+//	func (c *Client) History(ctx context.Context, promptID string) (*HistoryEntry, error)
 //	type RunOptions struct {
-//		Images     []InputImage   // uploaded under a unique name per run; references rewritten
-//		Progress   func(Progress) // called from the run's goroutine for each event
-//		PromptID   string         // default a new lowercase UUID
-//		ClientID   string         // default a new UUID
-//		KeepPrefix bool           // do not make filename_prefix unique (see the cache gotcha)
-//		Exited     <-chan struct{} // when closed the run fails with ErrComfyExited
+//		Images      []InputImage    // uploaded as <tag>-<name>; references rewritten
+//		Progress    func(Progress)  // called from Run's goroutine for each event
+//		PromptID    string          // default a new lowercase UUID
+//		ClientID    string          // default a new UUID
+//		KeepPrefix  bool            // do not make filename_prefix unique (see the cache gotcha)
+//		IncludeTemp bool            // also return outputs of type temp (previews)
+//		Exited      <-chan struct{} // when closed the run fails with ErrComfyExited
 //	}
 //	type InputImage struct{ Name, Image string } // Image: base64, data URI or http(s) URL
-//	type Progress struct{ PromptID, Event, NodeID, NodeType string; Value, Max int; Done, Total int }
+//	func CheckInputName(name string) error
+//	type Progress struct{ PromptID, Event, NodeID, NodeType string; Value, Max, Done, Total int }
+//	func ProgressPrinter(w io.Writer, tty bool) func(Progress) // a bar, or plain lines
 //	type RunResult struct {
-//		PromptID string; Outputs []*Output; Cached []string; Elapsed time.Duration
+//		PromptID, ClientID string; Outputs []*Output; Cached, Uploaded []string
+//		Polled bool; Elapsed time.Duration
 //	}
-//	func CheckWorkflow(workflow json.RawMessage) (map[string]json.RawMessage, error)
+//	type Workflow map[string]map[string]any
+//	func CheckWorkflow(workflow json.RawMessage) (Workflow, error)
 //
-// Run checks the workflow is in API format (a UI-format workflow, with "nodes" and "links",
-// gets *WorkflowError saying how to export the API format), uploads the input images, makes
-// every filename_prefix unique to the job (so an identical resubmission does not hit
-// ComfyUI's cache and name old files), connects the WebSocket with the client id (no Origin
-// header), posts the prompt, reports progress, waits for executing{node:null} with its
-// prompt id (or, when the socket drops, polls /history/<id>), reads the history entry and
-// fetches every output through /view. Errors: *ValidationError (HTTP 400 or non-empty
-// node_errors) with Nodes[id].Errors[].Message; *ExecutionError (execution_error) with the
-// node id, type, exception and traceback; ErrInterrupted; ErrComfyExited; ctx errors after
-// the prompt was interrupted with POST /interrupt.
+// The job tag is the first 8 hex digits of the prompt id. Run checks the workflow is in API
+// format (a UI-format workflow, with "nodes" and "links", gets *WorkflowError saying how to
+// export the API format), uploads the input images (names escaping the input dir refused),
+// appends "_<tag>" to every filename_prefix (so an identical resubmission is not served from
+// ComfyUI's cache naming old files; KeepPrefix turns this off), connects the WebSocket with the
+// client id (no Origin header), posts the prompt, reports progress, waits for
+// executing{node:null} with its prompt id (or, when the socket drops, polls /history/<id>),
+// reads the history entry and fetches every output through /view (any list entry with a
+// filename: images, animated images, video, audio, VHS gifs; and "text" strings). Errors:
+// *WorkflowError; *ValidationError (HTTP 400 or non-empty node_errors) with
+// Nodes[id].Errors[].Message, each node's messages in Error(); *ExecutionError
+// (execution_error) with the node id, type, exception and traceback; ErrInterrupted;
+// ErrComfyExited (Process.Run: an *ExitedError with the exit status and log tail); ctx's error
+// after the prompt was interrupted with POST /interrupt. Process.Run also deletes the job's
+// input images afterwards.
 //
 // # Outputs
 //
 //	type Output struct {
-//		NodeID, Filename, Subfolder, Type string // Type: output | temp | text
-//		Kind   string // image | video | audio | text | file
+//		NodeID, Filename, Subfolder string
+//		Type   string // output | temp | text
+//		Kind   string // image | video | audio | text | file (KindImage...)
 //		Mime   string; Size int64; SHA256 string // hex
-//		Text   string `json:"text,omitempty"`  // text outputs
-//		Data   string `json:"data,omitempty"`  // base64 sink
-//		URL    string `json:"url,omitempty"`   // gcs sink
-//		Path   string `json:"path,omitempty"`  // file sink
-//		Bytes  []byte `json:"-"`               // the content, until delivered
+//		Text   string `json:"text,omitempty"` // text outputs
+//		Data   string `json:"data,omitempty"` // Base64Sink
+//		URL    string `json:"url,omitempty"`  // GCSSink
+//		Path   string `json:"path,omitempty"` // FileSink
+//		Bytes  []byte `json:"-"`              // the content, until delivered
 //	}
 //	type Sink interface{ Put(ctx context.Context, o *Output) error }
 //	func Deliver(ctx context.Context, outs []*Output, s Sink) error
-//	type Base64Sink struct{}                // sets Data
-//	type FileSink struct{ Dir string }      // atomic write to Dir/<subfolder>/<filename>; sets Path
-//	func NewGCSSink(ctx context.Context, o GCSOptions) (*GCSSink, error) // sets URL; Close()
+//	type Base64Sink struct{}           // sets Data
+//	type FileSink struct{ Dir string } // atomic write to Dir/<subfolder>/<filename>; sets Path
+//	func NewGCSSink(ctx context.Context, o GCSOptions) (*GCSSink, error) // sets URL
+//	func (s *GCSSink) ForJob(jobID string) Sink // objects under <prefix>/<jobID>/
+//	func (s *GCSSink) Close() error
 //	type GCSOptions struct {
 //		Bucket, Prefix, Project string
-//		CredentialsFile string; CredentialsJSON []byte // service account key: also signs URLs
-//		Endpoint string                  // e.g. fake-gcs-server's URL + "/storage/v1/"; no auth
-//		Retries int; RetryBaseSleep time.Duration // exponential backoff between attempts
-//		Public bool                      // public URLs instead of V4 signed URLs
-//		SignedURLTTL time.Duration       // default 1 hour
-//		Validate bool                    // check bucket access in NewGCSSink
+//		CredentialsFile string; CredentialsJSON []byte // a service account key also signs URLs
+//		Endpoint string                  // an emulator's JSON API (e.g. fake-gcs-server + "/storage/v1/"), no auth
+//		Retries int; RetryBaseSleep time.Duration // attempts = Retries+1, pause doubles, default 1 s
+//		Public bool; PublicBaseURL string // public URLs instead of V4 signed URLs
+//		SignedURLTTL time.Duration       // default 1 hour, at most 7 days
+//		Validate bool                    // NewGCSSink writes (and deletes) a probe object
 //		SignedURLHost string; SignedURLInsecure bool // for emulators
 //	}
 //
 // # One-shot jobs
 //
-//	func RunOnce(ctx context.Context, opts OnceOptions) (*Result, error)
+//	func RunOnce(ctx context.Context, o OnceOptions) (*Result, error)
+//	type OnceOptions struct{ Start StartOptions; Workflow json.RawMessage; Run RunOptions; Sink Sink; Timeout time.Duration; KeepFiles bool }
+//	type Result struct{ Status, PromptID string; Outputs []*Output; Cached []string; StartMS, ElapsedMS int64 }
 //
-// RunOnce starts ComfyUI (StartOptions), runs one workflow (RunOptions), delivers the outputs
-// to a sink, stops ComfyUI and returns the Result written by run-handler as JSON:
-// {"status":"success","prompt_id":...,"outputs":[Output...],"elapsed_ms":...}.
+// RunOnce checks the workflow, starts ComfyUI, runs the workflow (interrupting it after
+// Timeout), delivers the outputs to the sink (default Base64Sink; a GCSSink is narrowed to the
+// job), deletes the job's files from the state dir and stops ComfyUI. run-handler prints the
+// Result as JSON: {"status":"success","prompt_id":...,"outputs":[...],"start_ms":...,"elapsed_ms":...}.
+//
+// The ComfyUI stand-in used by tests is package runner/standin.
 package runner

@@ -1,0 +1,739 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+)
+
+// Client drives one ComfyUI over its HTTP and WebSocket API.
+type Client struct {
+	// BaseURL is ComfyUI's address, e.g. http://127.0.0.1:8188.
+	BaseURL string
+	// HTTP sends the HTTP requests.
+	HTTP *http.Client
+	// Dialer opens the WebSocket; it sends no Origin header (ComfyUI refuses a foreign one).
+	Dialer *websocket.Dialer
+	// PollInterval is how often /history is polled when the WebSocket is gone; default 250 ms.
+	PollInterval time.Duration
+	// MaxPollFailures is how many failed polls in a row end a job; default 40.
+	MaxPollFailures int
+}
+
+// NewClient returns a client for the ComfyUI at baseURL.
+func NewClient(baseURL string) *Client {
+	return &Client{
+		BaseURL:         strings.TrimRight(baseURL, "/"),
+		HTTP:            &http.Client{},
+		Dialer:          &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 64 << 10},
+		PollInterval:    250 * time.Millisecond,
+		MaxPollFailures: 40,
+	}
+}
+
+// RunOptions tune one job.
+type RunOptions struct {
+	// Images are uploaded to the input directory under a name unique to the job, and the
+	// workflow's references to their names rewritten.
+	Images []InputImage
+	// Progress, when set, is called (from Run's goroutine) for each event of the job.
+	Progress func(Progress)
+	// PromptID is the job's prompt id; default a new lowercase UUID.
+	PromptID string
+	// ClientID is the WebSocket client id; default a new UUID.
+	ClientID string
+	// KeepPrefix leaves filename_prefix inputs alone. By default "_<job tag>" is appended to
+	// each, so that an identical resubmission is not served from ComfyUI's cache with the
+	// names of old files.
+	KeepPrefix bool
+	// IncludeTemp also returns outputs of type temp (previews).
+	IncludeTemp bool
+	// Exited, when closed, ends the job with ErrComfyExited (pass Process.Exited()).
+	Exited <-chan struct{}
+	// ExtraData is sent as the prompt's extra_data (e.g. {"api_key_comfy_org": key}, which
+	// ComfyUI strips from history and queue).
+	ExtraData map[string]any
+}
+
+// Progress is one event of a running job. Value and Max are the node's steps (progress
+// events); Done and Total count the job's nodes.
+type Progress struct {
+	PromptID string
+	Event    string // execution_start, execution_cached, executing, progress, executed, done
+	NodeID   string
+	NodeType string
+	Value    int
+	Max      int
+	Done     int
+	Total    int
+}
+
+// RunResult is a finished job.
+type RunResult struct {
+	PromptID string
+	ClientID string
+	Outputs  []*Output
+	// Cached are the nodes ComfyUI served from its cache.
+	Cached []string
+	// Uploaded are the input images written for this job, relative to the input directory.
+	Uploaded []string
+	// Polled is true when the WebSocket was lost and completion came from polling /history.
+	Polled  bool
+	Elapsed time.Duration
+}
+
+// Ready reports whether ComfyUI answers GET /prompt with 200.
+func (c *Client) Ready(ctx context.Context) error {
+	resp, err := c.get(ctx, "/prompt", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /prompt: HTTP %s", resp.Status)
+	}
+	return nil
+}
+
+// Interrupt asks ComfyUI to stop the job promptID if it is running (all running work when
+// promptID is empty).
+func (c *Client) Interrupt(ctx context.Context, promptID string) error {
+	body := []byte("{}")
+	if promptID != "" {
+		body, _ = json.Marshal(map[string]string{"prompt_id": promptID})
+	}
+	resp, err := c.post(ctx, "/interrupt", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("interrupting %s: %w", promptID, err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("interrupting %s: HTTP %s", promptID, resp.Status)
+	}
+	return nil
+}
+
+// HistoryEntry is ComfyUI's record of a finished prompt.
+type HistoryEntry struct {
+	Outputs map[string]map[string]json.RawMessage `json:"outputs"`
+	Status  struct {
+		StatusStr string              `json:"status_str"`
+		Completed bool                `json:"completed"`
+		Messages  [][]json.RawMessage `json:"messages"`
+	} `json:"status"`
+}
+
+// History returns the history entry of promptID, or nil while it is queued or running.
+func (c *Client) History(ctx context.Context, promptID string) (*HistoryEntry, error) {
+	resp, err := c.get(ctx, "/history/"+url.PathEscape(promptID), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /history/%s: HTTP %s", promptID, resp.Status)
+	}
+	var m map[string]*HistoryEntry
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return nil, fmt.Errorf("GET /history/%s: %w", promptID, err)
+	}
+	return m[promptID], nil
+}
+
+// Run runs one workflow to its end and fetches its outputs (see the package documentation).
+// When ctx ends first, the job is interrupted in ComfyUI and ctx's error returned.
+func (c *Client) Run(ctx context.Context, workflow json.RawMessage, opts RunOptions) (*RunResult, error) {
+	start := time.Now()
+	wf, err := CheckWorkflow(workflow)
+	if err != nil {
+		return nil, err
+	}
+	res := &RunResult{PromptID: opts.PromptID, ClientID: opts.ClientID}
+	if res.PromptID == "" {
+		res.PromptID = uuid.NewString()
+	}
+	if res.ClientID == "" {
+		res.ClientID = uuid.NewString()
+	}
+	tag := jobTag(res.PromptID)
+	for _, img := range opts.Images {
+		ref, err := c.uploadImage(ctx, img, tag)
+		if err != nil {
+			return nil, err
+		}
+		res.Uploaded = append(res.Uploaded, ref)
+		wf.replaceString(img.Name, ref)
+	}
+	if !opts.KeepPrefix {
+		wf.uniquePrefixes(tag)
+	}
+
+	// WebSocket first, so that no event of the prompt is missed.
+	stop := make(chan struct{})
+	defer close(stop)
+	events := make(chan wsMessage, 64)
+	wsGone := make(chan error, 1)
+	conn, err := c.dial(ctx, res.ClientID)
+	if err != nil {
+		wsGone <- err
+	} else {
+		defer conn.Close()
+		// ComfyUI registers the socket under its client id only after the handshake answer,
+		// then sends a first "status" message: wait for that message before posting, or the
+		// events of a fast prompt go to no one and the job never sees its completion.
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, _, err := conn.ReadMessage(); err != nil {
+			wsGone <- err
+		} else {
+			conn.SetReadDeadline(time.Time{})
+			go readEvents(conn, events, wsGone, stop) // ends when conn is closed (deferred above)
+		}
+	}
+
+	if err := c.postPrompt(ctx, wf, res, opts.ExtraData); err != nil {
+		return nil, err
+	}
+
+	progress := func(p Progress) {
+		if opts.Progress != nil {
+			p.PromptID = res.PromptID
+			opts.Progress(p)
+		}
+	}
+	var (
+		poll     <-chan time.Time
+		ticker   *time.Ticker
+		failures int
+		execErr  *ExecutionError
+		interr   bool
+		total    = len(wf)
+		done     = 0
+		current  string
+	)
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
+	startPolling := func() {
+		if ticker == nil {
+			iv := c.PollInterval
+			if iv <= 0 {
+				iv = 250 * time.Millisecond
+			}
+			ticker = time.NewTicker(iv)
+			poll = ticker.C
+			res.Polled = true
+		}
+	}
+	var entry *HistoryEntry
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			ictx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = c.Interrupt(ictx, res.PromptID)
+			cancel()
+			return nil, fmt.Errorf("job %s: %w", res.PromptID, ctx.Err())
+		case <-opts.Exited:
+			return nil, fmt.Errorf("job %s: %w", res.PromptID, ErrComfyExited)
+		case <-wsGone:
+			wsGone = nil
+			startPolling()
+		case <-poll:
+			e, err := c.History(ctx, res.PromptID)
+			if err != nil {
+				if ctx.Err() != nil {
+					continue
+				}
+				failures++
+				if failures >= max(c.MaxPollFailures, 1) {
+					return nil, fmt.Errorf("job %s: comfyui stopped answering: %w", res.PromptID, err)
+				}
+				continue
+			}
+			failures = 0
+			if e != nil {
+				entry = e
+				break wait
+			}
+		case m := <-events:
+			d := m.Data
+			if d.PromptID == nil || *d.PromptID != res.PromptID {
+				continue // other prompts, status broadcasts, custom node events
+			}
+			switch m.Type {
+			case "execution_start":
+				progress(Progress{Event: m.Type, Total: total})
+			case "execution_cached":
+				res.Cached = append(res.Cached, d.Nodes...)
+				total = len(wf) - len(d.Nodes)
+				progress(Progress{Event: m.Type, Total: total})
+			case "executing":
+				if d.Node == nil {
+					break wait // the completion signal: history is stored
+				}
+				if current != "" {
+					done++
+				}
+				current = *d.Node
+				progress(Progress{Event: m.Type, NodeID: current, NodeType: wf.classType(current), Done: done, Total: total})
+			case "progress":
+				node := current
+				if d.Node != nil {
+					node = *d.Node
+				}
+				progress(Progress{Event: m.Type, NodeID: node, NodeType: wf.classType(node), Value: int(d.Value), Max: int(d.Max), Done: done, Total: total})
+			case "executed":
+				progress(Progress{Event: m.Type, NodeID: derefString(d.Node), NodeType: wf.classType(derefString(d.Node)), Done: done, Total: total})
+			case "execution_error":
+				execErr = &ExecutionError{PromptID: res.PromptID, NodeID: d.NodeID, NodeType: d.NodeType, ExceptionType: d.ExceptionType, ExceptionMessage: d.ExceptionMessage, Traceback: d.Traceback}
+			case "execution_interrupted":
+				interr = true
+			}
+		}
+	}
+	if entry == nil {
+		// The history is stored before the completion signal; poll briefly in case a proxy
+		// reordered things.
+		for i := 0; i < 20 && entry == nil; i++ {
+			if entry, err = c.History(ctx, res.PromptID); err != nil {
+				return nil, fmt.Errorf("job %s: reading history: %w", res.PromptID, err)
+			}
+			if entry == nil {
+				select {
+				case <-ctx.Done():
+					return nil, fmt.Errorf("job %s: %w", res.PromptID, ctx.Err())
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}
+		if entry == nil {
+			return nil, fmt.Errorf("job %s: finished but has no history entry", res.PromptID)
+		}
+	}
+	if entry.Status.StatusStr == "error" || execErr != nil || interr {
+		return nil, jobError(res.PromptID, entry, execErr, interr)
+	}
+	progress(Progress{Event: "done", Done: total, Total: total})
+	cached := map[string]bool{}
+	for _, id := range res.Cached {
+		cached[id] = true
+	}
+	res.Outputs, err = c.collect(ctx, res.PromptID, entry, cached, opts.IncludeTemp)
+	if err != nil {
+		return nil, err
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// jobTag is the short per-job tag used in unique names: the first 8 hex digits of the prompt
+// id (or of its hash when it has fewer).
+func jobTag(promptID string) string {
+	s := strings.ReplaceAll(strings.ToLower(promptID), "-", "")
+	ok := len(s) >= 8
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			ok = false
+		}
+	}
+	if ok {
+		return s[:8]
+	}
+	sum := sha256.Sum256([]byte(promptID))
+	return hex.EncodeToString(sum[:4])
+}
+
+func derefString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// jobError makes the error of a job whose history says it failed.
+func jobError(promptID string, entry *HistoryEntry, execErr *ExecutionError, interrupted bool) error {
+	if execErr != nil {
+		return execErr
+	}
+	for i := len(entry.Status.Messages) - 1; i >= 0; i-- {
+		msg := entry.Status.Messages[i]
+		if len(msg) != 2 {
+			continue
+		}
+		var kind string
+		if json.Unmarshal(msg[0], &kind) != nil {
+			continue
+		}
+		switch kind {
+		case "execution_error":
+			var d eventData
+			if json.Unmarshal(msg[1], &d) == nil {
+				return &ExecutionError{PromptID: promptID, NodeID: d.NodeID, NodeType: d.NodeType, ExceptionType: d.ExceptionType, ExceptionMessage: d.ExceptionMessage, Traceback: d.Traceback}
+			}
+		case "execution_interrupted":
+			return fmt.Errorf("job %s: %w", promptID, ErrInterrupted)
+		}
+	}
+	if interrupted {
+		return fmt.Errorf("job %s: %w", promptID, ErrInterrupted)
+	}
+	return fmt.Errorf("job %s failed (history status %q, no error message)", promptID, entry.Status.StatusStr)
+}
+
+type wsMessage struct {
+	Type string    `json:"type"`
+	Data eventData `json:"data"`
+}
+
+// eventData holds the fields of the WebSocket events the client reads.
+type eventData struct {
+	PromptID         *string  `json:"prompt_id"`
+	Node             *string  `json:"node"`
+	Nodes            []string `json:"nodes"`
+	Value            float64  `json:"value"`
+	Max              float64  `json:"max"`
+	NodeID           string   `json:"node_id"`
+	NodeType         string   `json:"node_type"`
+	ExceptionType    string   `json:"exception_type"`
+	ExceptionMessage string   `json:"exception_message"`
+	Traceback        []string `json:"traceback"`
+}
+
+func (c *Client) dial(ctx context.Context, clientID string) (*websocket.Conn, error) {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "wss"
+	default:
+		u.Scheme = "ws"
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/ws"
+	u.RawQuery = url.Values{"clientId": {clientID}}.Encode()
+	d := c.Dialer
+	if d == nil {
+		d = websocket.DefaultDialer
+	}
+	conn, resp, err := d.DialContext(ctx, u.String(), nil) // no Origin header
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	return conn, err
+}
+
+// readEvents reads text frames until the connection fails or stop is closed. Binary frames
+// (previews) and messages that do not parse are skipped.
+func readEvents(conn *websocket.Conn, events chan<- wsMessage, gone chan<- error, stop <-chan struct{}) {
+	for {
+		mt, data, err := conn.ReadMessage()
+		if err != nil {
+			gone <- err
+			return
+		}
+		if mt != websocket.TextMessage {
+			continue
+		}
+		var m wsMessage
+		if json.Unmarshal(data, &m) != nil {
+			continue
+		}
+		select {
+		case events <- m:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// postPrompt submits the workflow; a refusal is a *ValidationError.
+func (c *Client) postPrompt(ctx context.Context, wf Workflow, res *RunResult, extra map[string]any) error {
+	req := map[string]any{"prompt": wf, "client_id": res.ClientID, "prompt_id": res.PromptID}
+	if len(extra) > 0 {
+		req["extra_data"] = extra
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encoding the prompt: %w", err)
+	}
+	resp, err := c.post(ctx, "/prompt", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("submitting the prompt: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("submitting the prompt: %w", err)
+	}
+	var r struct {
+		PromptID   string                `json:"prompt_id"`
+		Error      json.RawMessage       `json:"error"`
+		NodeErrors map[string]NodeErrors `json:"node_errors"`
+	}
+	jerr := json.Unmarshal(data, &r)
+	switch {
+	case resp.StatusCode == http.StatusBadRequest && jerr == nil:
+		ve := &ValidationError{Nodes: r.NodeErrors}
+		var e struct {
+			Type, Message, Details string
+		}
+		if json.Unmarshal(r.Error, &e) == nil {
+			ve.Type, ve.Message, ve.Details = e.Type, e.Message, e.Details
+		} else {
+			json.Unmarshal(r.Error, &ve.Message)
+		}
+		return ve
+	case resp.StatusCode != http.StatusOK || jerr != nil:
+		return fmt.Errorf("submitting the prompt: HTTP %s: %s", resp.Status, excerpt(data))
+	case len(r.NodeErrors) > 0:
+		// ComfyUI runs the valid outputs of a partly invalid prompt: stop that, it is a failure.
+		c.cancelPrompt(res.PromptID)
+		return &ValidationError{Type: "prompt_outputs_failed_validation", Message: "some outputs failed validation", Nodes: r.NodeErrors}
+	}
+	if r.PromptID != "" && r.PromptID != res.PromptID {
+		res.PromptID = r.PromptID // a ComfyUI that ignores client-chosen ids
+	}
+	return nil
+}
+
+func (c *Client) cancelPrompt(promptID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	body, _ := json.Marshal(map[string]any{"delete": []string{promptID}})
+	if resp, err := c.post(ctx, "/queue", "application/json", bytes.NewReader(body)); err == nil {
+		resp.Body.Close()
+	}
+	_ = c.Interrupt(ctx, promptID)
+}
+
+func excerpt(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// uploadImage writes one input image into ComfyUI's input directory as <dir>/<tag>-<base>
+// and returns the name the workflow must use.
+func (c *Client) uploadImage(ctx context.Context, img InputImage, tag string) (string, error) {
+	if err := CheckInputName(img.Name); err != nil {
+		return "", err
+	}
+	data, err := imageBytes(ctx, c.HTTP, img)
+	if err != nil {
+		return "", err
+	}
+	dir, base := path.Split(img.Name)
+	dir = strings.TrimSuffix(dir, "/")
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	fw, err := mw.CreateFormFile("image", tag+"-"+base)
+	if err != nil {
+		return "", err
+	}
+	fw.Write(data)
+	mw.WriteField("type", "input")
+	mw.WriteField("subfolder", dir)
+	mw.WriteField("overwrite", "true")
+	mw.Close()
+	resp, err := c.post(ctx, "/upload/image", mw.FormDataContentType(), &buf)
+	if err != nil {
+		return "", fmt.Errorf("input image %q: uploading: %w", img.Name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("input image %q: uploading: HTTP %s: %s", img.Name, resp.Status, excerpt(body))
+	}
+	var r struct{ Name, Subfolder string }
+	if err := json.Unmarshal(body, &r); err != nil || r.Name == "" {
+		return "", fmt.Errorf("input image %q: uploading: unexpected answer %s", img.Name, excerpt(body))
+	}
+	if r.Subfolder != "" {
+		return r.Subfolder + "/" + r.Name, nil
+	}
+	return r.Name, nil
+}
+
+// fileRef is one file entry of a history output list.
+type fileRef struct {
+	Filename  string `json:"filename"`
+	Subfolder string `json:"subfolder"`
+	Type      string `json:"type"`
+}
+
+// collect fetches every output of a history entry: each list entry with a filename through
+// /view, and each string of a "text" list as a text output.
+func (c *Client) collect(ctx context.Context, promptID string, e *HistoryEntry, cached map[string]bool, includeTemp bool) ([]*Output, error) {
+	ids := make([]string, 0, len(e.Outputs))
+	for id := range e.Outputs {
+		ids = append(ids, id)
+	}
+	sortNodeIDs(ids)
+	var outs []*Output
+	for _, id := range ids {
+		keys := make([]string, 0, len(e.Outputs[id]))
+		for k := range e.Outputs[id] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			var items []json.RawMessage
+			if json.Unmarshal(e.Outputs[id][k], &items) != nil {
+				continue
+			}
+			for i, it := range items {
+				var text string
+				if k == "text" && json.Unmarshal(it, &text) == nil {
+					outs = append(outs, textOutput(id, i, text))
+					continue
+				}
+				var ref fileRef
+				if json.Unmarshal(it, &ref) != nil || ref.Filename == "" {
+					continue
+				}
+				if ref.Type == "" {
+					ref.Type = "output"
+				}
+				if ref.Type == "temp" && !includeTemp {
+					continue
+				}
+				o, err := c.fetch(ctx, id, ref)
+				if err != nil {
+					if errors.Is(err, errNotFound) && cached[id] {
+						return nil, fmt.Errorf("job %s: output %s of node %s is gone: ComfyUI served the node from its cache, naming a file of an earlier job that was deleted (resubmit with a unique filename_prefix, the default)", promptID, ref.Filename, id)
+					}
+					return nil, fmt.Errorf("job %s: %w", promptID, err)
+				}
+				outs = append(outs, o)
+			}
+		}
+	}
+	return outs, nil
+}
+
+var errNotFound = errors.New("not found")
+
+func textOutput(node string, i int, text string) *Output {
+	sum := sha256.Sum256([]byte(text))
+	return &Output{
+		NodeID:   node,
+		Filename: fmt.Sprintf("text-%s-%d.txt", node, i),
+		Type:     "text",
+		Kind:     KindText,
+		Mime:     "text/plain; charset=utf-8",
+		Size:     int64(len(text)),
+		SHA256:   hex.EncodeToString(sum[:]),
+		Text:     text,
+		Bytes:    []byte(text),
+	}
+}
+
+// fetch downloads one output file through /view, hashing it on the way.
+func (c *Client) fetch(ctx context.Context, node string, ref fileRef) (*Output, error) {
+	q := url.Values{"filename": {ref.Filename}, "type": {ref.Type}, "subfolder": {ref.Subfolder}}
+	resp, err := c.get(ctx, "/view", q)
+	if err != nil {
+		return nil, fmt.Errorf("fetching output %s of node %s: %w", ref.Filename, node, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("fetching output %s of node %s: %w", ref.Filename, node, errNotFound)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching output %s of node %s: HTTP %s", ref.Filename, node, resp.Status)
+	}
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength))
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(&buf, h), resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("fetching output %s of node %s: %w", ref.Filename, node, err)
+	}
+	mt := mimeOf(ref.Filename, resp.Header.Get("Content-Type"))
+	return &Output{
+		NodeID:    node,
+		Filename:  ref.Filename,
+		Subfolder: ref.Subfolder,
+		Type:      ref.Type,
+		Kind:      kindOf(mt),
+		Mime:      mt,
+		Size:      n,
+		SHA256:    hex.EncodeToString(h.Sum(nil)),
+		Bytes:     buf.Bytes(),
+	}, nil
+}
+
+// extraTypes are media types some systems' tables lack.
+var extraTypes = map[string]string{
+	".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif",
+	".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime", ".mkv": "video/x-matroska",
+	".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".opus": "audio/opus",
+	".txt": "text/plain; charset=utf-8", ".json": "application/json", ".glb": "model/gltf-binary",
+}
+
+// mimeOf picks a file's media type: from its extension, else from the server's answer.
+func mimeOf(name, served string) string {
+	ext := strings.ToLower(path.Ext(name))
+	if t, ok := extraTypes[ext]; ok {
+		return t
+	}
+	if t := mime.TypeByExtension(ext); t != "" {
+		return t
+	}
+	if served != "" {
+		return served
+	}
+	return "application/octet-stream"
+}
+
+func (c *Client) get(ctx context.Context, p string, q url.Values) (*http.Response, error) {
+	u := c.BaseURL + p
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.httpClient().Do(req)
+}
+
+func (c *Client) post(ctx context.Context, p, ctype string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+p, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", ctype)
+	return c.httpClient().Do(req)
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}

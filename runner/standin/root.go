@@ -1,0 +1,184 @@
+package standin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/specs"
+)
+
+// Launcher is the bin/comfyui of a runtime root as the shared layout describes it: a /bin/sh
+// script that finds its own root (so it works at any mount point) and runs the root's python
+// (else $COMFY_PYTHON, else python3) on comfyui/main.py with the root's
+// extra_model_paths.yaml and its own arguments.
+const Launcher = `#!/bin/sh
+# runpod-comfy launcher: runs ComfyUI from the runtime root this script lives in.
+root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd -P) || exit 1
+if [ -x "$root/venv/bin/python" ]; then
+	py="$root/venv/bin/python"
+elif [ -n "$COMFY_PYTHON" ]; then
+	py="$COMFY_PYTHON"
+else
+	py=python3
+fi
+exec "$py" "$root/comfyui/main.py" --extra-model-paths-config "$root/extra_model_paths.yaml" "$@"
+`
+
+// RootOptions describe a runtime root made by hand by WriteRoot.
+type RootOptions struct {
+	// VersionID names the version (manifest version_id); default "standin".
+	VersionID string
+	// CustomNodes are node name -> files (relative path -> content).
+	CustomNodes map[string]map[string]string
+	// Writable lists the custom nodes marked writable in the manifest.
+	Writable []string
+	// Models are target paths below models/ (e.g. "checkpoints/tiny.safetensors") -> content.
+	Models map[string]string
+	// Env is the manifest's env.
+	Env map[string]string
+	// Flags overrides the manifest's comfy.flags (default: Flags()).
+	Flags []string
+}
+
+// WriteRoot makes a runtime root by hand in the shared layout (comfyui/, custom_nodes/,
+// models/, extra_model_paths.yaml, bin/comfyui, manifest.json) with the stand-in as ComfyUI.
+// Objects are plain directories here, not store objects; it is for tests of code that runs a
+// root, before or without the builder.
+func WriteRoot(dir string, o RootOptions) error {
+	if o.VersionID == "" {
+		o.VersionID = "standin"
+	}
+	if err := WriteTree(filepath.Join(dir, "comfyui")); err != nil {
+		return err
+	}
+	for _, d := range []string{"custom_nodes", "models", "bin"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return fmt.Errorf("writing root: %w", err)
+		}
+	}
+	m := specs.Manifest{
+		ManifestVersion: specs.ManifestVersion,
+		VersionID:       o.VersionID,
+		SpecHash:        "sha256:standin",
+		Comfy:           specs.ManifestComfy{Commit: "standin", StorePath: "standin-comfyui", Flags: o.Flags},
+		Env:             o.Env,
+		CustomNodes:     []specs.ManifestNode{},
+		Models:          []specs.ManifestModel{},
+	}
+	if m.Comfy.Flags == nil {
+		m.Comfy.Flags = Flags()
+	}
+	writable := map[string]bool{}
+	for _, n := range o.Writable {
+		writable[n] = true
+	}
+	names := make([]string, 0, len(o.CustomNodes))
+	for n := range o.CustomNodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for rel, content := range o.CustomNodes[n] {
+			p := filepath.Join(dir, "custom_nodes", n, filepath.FromSlash(rel))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return fmt.Errorf("writing root: %w", err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				return fmt.Errorf("writing root: %w", err)
+			}
+		}
+		m.CustomNodes = append(m.CustomNodes, specs.ManifestNode{Name: n, Commit: "standin", StorePath: "standin-" + n, Writable: writable[n]})
+	}
+	subdirs := map[string]bool{}
+	targets := make([]string, 0, len(o.Models))
+	for t := range o.Models {
+		targets = append(targets, t)
+	}
+	sort.Strings(targets)
+	for _, t := range targets {
+		p := filepath.Join(dir, "models", filepath.FromSlash(t))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("writing root: %w", err)
+		}
+		if err := os.WriteFile(p, []byte(o.Models[t]), 0o644); err != nil {
+			return fmt.Errorf("writing root: %w", err)
+		}
+		subdirs[strings.SplitN(t, "/", 2)[0]] = true
+		m.Models = append(m.Models, specs.ManifestModel{Target: t, StorePath: "standin-" + filepath.Base(t), Size: int64(len(o.Models[t]))})
+	}
+	var y strings.Builder
+	y.WriteString("runpod_comfy:\n")
+	folders := make([]string, 0, len(subdirs))
+	for s := range subdirs {
+		folders = append(folders, s)
+	}
+	sort.Strings(folders)
+	for _, s := range folders {
+		fmt.Fprintf(&y, "  %s: models/%s\n", s, s)
+	}
+	y.WriteString("  custom_nodes: custom_nodes\n")
+	if err := os.WriteFile(filepath.Join(dir, "extra_model_paths.yaml"), []byte(y.String()), 0o644); err != nil {
+		return fmt.Errorf("writing root: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "comfyui"), []byte(Launcher), 0o755); err != nil {
+		return fmt.Errorf("writing root: %w", err)
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing root: %w", err)
+	}
+	return nil
+}
+
+// Main is the "standin" helper command of CLI test scripts:
+//
+//	standin tree DIR              write the stand-in's files into DIR
+//	standin repo DIR              ... and make DIR a git repository; prints the commit
+//	standin root DIR [ID]         write a runtime root by hand into DIR (manifest version ID)
+//	standin flags                 print the flags of comfy/cli_args.py
+func Main(args []string) int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "standin:", err)
+		return 1
+	}
+	if len(args) < 1 {
+		fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags")
+		return 2
+	}
+	switch {
+	case args[0] == "flags":
+		fmt.Println(strings.Join(Flags(), "\n"))
+		return 0
+	case len(args) >= 2 && args[0] == "tree":
+		if err := WriteTree(args[1]); err != nil {
+			return fail(err)
+		}
+		return 0
+	case len(args) >= 2 && args[0] == "repo":
+		commit, err := WriteRepo(context.Background(), args[1])
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println(commit)
+		return 0
+	case len(args) >= 2 && args[0] == "root":
+		o := RootOptions{Models: map[string]string{"checkpoints/tiny.safetensors": "not really a model\n"}}
+		if len(args) >= 3 {
+			o.VersionID = args[2]
+		}
+		if err := WriteRoot(args[1], o); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags")
+	return 2
+}
