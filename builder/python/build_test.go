@@ -121,6 +121,24 @@ func TestBuildVersion(t *testing.T) {
 		t.Errorf("rebuild: root %s (was %s), built %d, resolved %v", again.Root, res.Root, again.Built, again.Resolved)
 	}
 
+	// A lock whose interpreter identity no longer matches (a changed base image) is resolved
+	// again; the same interpreter and files give the same root.
+	lk, err := specs.ReadLock(res.LockFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Python.Interpreter.Version = "3.0.0"
+	if err := lk.WriteFile(res.LockFile); err != nil {
+		t.Fatal(err)
+	}
+	again, err = builder.Build(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Resolved || again.Root != res.Root {
+		t.Errorf("stale interpreter: resolved %v, root %s (was %s)", again.Resolved, again.Root, res.Root)
+	}
+
 	// node-b's requirements, once installed, conflict with node-a's through alpha.
 	spec.CustomNodes[1].InstallRequirements = nil
 	_, err = builder.Build(ctx, opts)

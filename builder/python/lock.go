@@ -127,7 +127,8 @@ func ResolveLock(ctx context.Context, spec *specs.Spec, lock, old *specs.Lock, o
 		py = &specs.Python{}
 	}
 	hash := inputsHash(in, py, reqs)
-	if old != nil && old.Python != nil && old.Python.InputsHash == hash && !opts.Update {
+	if old != nil && old.Python != nil && old.Python.InputsHash == hash && !opts.Update &&
+		old.Python.Interpreter == in.PythonIdentity {
 		return old.Python, nil
 	}
 	findLinks := make([]string, 0, len(py.FindLinks))
