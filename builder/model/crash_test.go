@@ -1,0 +1,111 @@
+package model
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHelperDownloadProcess is the child of TestResumeAfterKill: it downloads
+// $MODEL_CHILD_URL with the partial directory $MODEL_CHILD_PARTIAL until it is killed.
+func TestHelperDownloadProcess(t *testing.T) {
+	url := os.Getenv("MODEL_CHILD_URL")
+	if url == "" {
+		t.Skip("only run as the child of TestResumeAfterKill")
+	}
+	f, err := New(Options{PartialDir: os.Getenv("MODEL_CHILD_PARTIAL"), CheckpointEvery: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := ParseSource(url, "")
+	f.Fetch(context.Background(), src, Want{}, filepath.Join(t.TempDir(), "never"), nil)
+}
+
+// TestResumeAfterKill kills a downloading process with SIGKILL once it has checkpointed, then
+// downloads again in this process: the dead process's lock is broken, the download resumes
+// from the checkpoint with a Range request, and the result is right.
+func TestResumeAfterKill(t *testing.T) {
+	data := testData(6 << 20)
+	const sentBeforeStall = 3 << 20
+	stall := make(chan struct{})
+	defer close(stall)
+	fs := &fileServer{data: data, fault: func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if n > 0 {
+			return false
+		}
+		// First request (the child): send 3 MiB, then hang until the test ends.
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Header().Set("ETag", `"v1"`)
+		w.WriteHeader(http.StatusOK)
+		w.Write(data[:sentBeforeStall])
+		w.(http.Flusher).Flush()
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+		}
+		return true
+	}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	partial := filepath.Join(t.TempDir(), "partial")
+	url := srv.URL + "/killed.safetensors"
+
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperDownloadProcess$", "-test.count=1")
+	child.Env = append(os.Environ(), "MODEL_CHILD_URL="+url, "MODEL_CHILD_PARTIAL="+partial)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait (bounded) until the child has checkpointed most of what it received.
+	var ck checkpoint
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		states, _ := filepath.Glob(filepath.Join(partial, "*.state"))
+		if len(states) == 1 {
+			if b, err := os.ReadFile(states[0]); err == nil && json.Unmarshal(b, &ck) == nil && ck.Offset >= 2<<20 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			t.Fatal("the child never checkpointed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	if locks, _ := filepath.Glob(filepath.Join(partial, "*.lock")); len(locks) != 1 {
+		t.Fatalf("the killed child should have left its lock, found %v", locks)
+	}
+
+	f, warn := newTestFetcher(t, Options{PartialDir: partial})
+	dst := filepath.Join(t.TempDir(), "killed.safetensors")
+	res, err := f.Fetch(context.Background(), mustSource(t, url), Want{}, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, data)
+	if res.Checksum != sha256Of(data) {
+		t.Fatalf("checksum %s", res.Checksum)
+	}
+	reqs := fs.requests()
+	last := reqs[len(reqs)-1]
+	off, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(last.Range, "bytes="), "-"), 10, 64)
+	if off < ck.Offset || off > sentBeforeStall {
+		t.Fatalf("resumed with Range %q, want from the checkpoint (>= %d, <= %d)", last.Range, ck.Offset, sentBeforeStall)
+	}
+	if !strings.Contains(warn.String(), "resuming the download at byte") {
+		t.Fatalf("no resume warning: %s", warn)
+	}
+	emptyDir(t, partial)
+}
