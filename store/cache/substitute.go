@@ -186,7 +186,7 @@ func (s *Substituter) download(ctx context.Context, b Backend, ni *NarInfo, out 
 	fileR := io.TeeReader(rc, fileH)
 	var narSrc io.Reader = fileR
 	if ni.Compression == CompressionZstd {
-		dec, err := zstd.NewReader(fileR, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27))
+		dec, err := zstd.NewReader(fileR, zstd.WithDecoderMaxWindow(1<<27))
 		if err != nil {
 			return err
 		}
