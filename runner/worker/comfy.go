@@ -83,8 +83,10 @@ type ComfyHandler struct {
 	proc     *runner.Process
 	version  string
 	rootPath store.Path
-	tempRoot *store.TempRoot
-	started  time.Duration // how long the last start took
+	// lastVersion is the version of the last start, kept after a crash so Ready restarts it.
+	lastVersion string
+	tempRoot    *store.TempRoot
+	started     time.Duration // how long the last start took
 }
 
 var _ Handler = (*ComfyHandler)(nil)
@@ -120,15 +122,20 @@ func NewComfyHandler(o ComfyOptions) (*ComfyHandler, error) {
 	return &ComfyHandler{o: o, log: o.Logger, life: life, cancel: cancel}, nil
 }
 
-// Ready starts the default version, if any, so that the first job finds ComfyUI warm.
+// Ready makes ComfyUI ready before a job is taken: the version in use (restarted if it
+// crashed), else the default version, if any.
 func (h *ComfyHandler) Ready(ctx context.Context) error {
-	if h.o.DefaultVersion == "" {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	version := h.lastVersion
+	if version == "" {
+		version = h.o.DefaultVersion
+	}
+	if version == "" {
 		h.log.Info("no default version: ComfyUI starts with the first job's version_id")
 		return nil
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, err := h.ensure(ctx, h.o.DefaultVersion)
+	_, err := h.ensure(ctx, version)
 	return err
 }
 
@@ -225,6 +232,7 @@ func (h *ComfyHandler) ensure(ctx context.Context, version string) (*runner.Proc
 	}
 	h.started = time.Since(start)
 	h.proc, h.version, h.rootPath, h.tempRoot = proc, version, rp, tr
+	h.lastVersion = version
 	h.log.Info("ComfyUI ready", "version", version, "root", rp.String(), "url", proc.URL(), "start", h.started.Round(time.Millisecond))
 	return proc, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -83,6 +84,13 @@ func newComfyEnv(t *testing.T, limit int) *comfyEnv {
 		ComfyLog:       testWriter{t},
 		Logger:         testLogger(t),
 		ReadyTimeout:   60 * time.Second,
+		Build: func(ctx context.Context, id string) error {
+			if id != "v3" {
+				return errors.New("no spec for " + id)
+			}
+			_, err := buildVersion(st, id, nil)
+			return err
+		},
 		StopTimeout:    5 * time.Second,
 	})
 	if err != nil {
@@ -226,19 +234,45 @@ func TestComfyWorker(t *testing.T) {
 	out = outputOf(t, e.run("gcs", map[string]any{"workflow": saveWorkflow(0, 1), "output_mode": "gcs", "gcs_bucket": "outs"}))
 	checkGCS(t, e, out, "gcs/")
 
-	// 9. A version that is not built, and workflow_url.
+	// 9. A version that is not built and cannot be (the build hook fails), one that the
+	// build hook (--build-missing) builds inside the job, and workflow_url with input_images
+	// given as URLs.
 	body = e.run("v9", map[string]any{"version_id": "v9", "workflow": saveWorkflow(0, 1)})
-	if msg, _ := body["error"].(string); !strings.Contains(msg, `version "v9" is not built`) || !strings.Contains(msg, "--build-missing") {
+	if msg, _ := body["error"].(string); !strings.Contains(msg, "building version v9: no spec for v9") {
 		t.Errorf("v9: %s", mustJSON(body))
 	}
-	wfsrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(rw).Encode(saveWorkflow(0, 1))
+	out = outputOf(t, e.run("v3", map[string]any{"version_id": "v3", "workflow": saveWorkflow(0, 1)}))
+	if out["version_id"] != "v3" {
+		t.Errorf("v3: %v", out["version_id"])
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/wf.json":
+			json.NewEncoder(rw).Encode(map[string]any{
+				"1": map[string]any{"class_type": "LoadImage", "inputs": map[string]any{"image": "photo.png"}},
+				"2": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"1", 0}, "filename_prefix": "url"}},
+			})
+		case "/photo.png":
+			rw.Write(pngData)
+		default:
+			http.NotFound(rw, r)
+		}
 	}))
-	defer wfsrv.Close()
-	checkOutputs(t, outputOf(t, e.run("url", map[string]any{"workflow_url": wfsrv.URL + "/wf.json"})), 1)
+	defer srv.Close()
+	out = outputOf(t, e.run("url", map[string]any{"workflow_url": srv.URL + "/wf.json", "input_images": map[string]string{"photo.png": srv.URL + "/photo.png"}}))
+	checkOutputs(t, out, 1)
+
+	// Without a build hook a missing version gets an error saying how to build it.
+	e.h.mu.Lock()
+	e.h.o.Build = nil
+	e.h.mu.Unlock()
+	body = e.run("v8", map[string]any{"version_id": "v8", "workflow": saveWorkflow(0, 1)})
+	if msg, _ := body["error"].(string); !strings.Contains(msg, `version "v8" is not built`) || !strings.Contains(msg, "--build-missing") {
+		t.Errorf("v8: %s", mustJSON(body))
+	}
 
 	// Inputs and outputs do not pile up in the state dirs.
-	for _, v := range []string{"v1", "v2"} {
+	for _, v := range []string{"v1", "v2", "v3"} {
 		for _, d := range []string{"input", "output"} {
 			ents, _ := os.ReadDir(filepath.Join(e.state, "comfy-"+v, d))
 			if len(ents) != 0 {

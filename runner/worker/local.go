@@ -255,12 +255,14 @@ func (a *LocalAPI) status(rw http.ResponseWriter, id string) {
 func (a *LocalAPI) cancelJob(rw http.ResponseWriter, id string) {
 	a.mu.Lock()
 	lj, ok := a.jobs[id]
+	running := false
 	if ok {
 		switch lj.status {
 		case "IN_QUEUE":
 			lj.status = "CANCELLED"
 			close(lj.done)
 		case "IN_PROGRESS":
+			running = true
 			lj.cancel(ErrJobStopped)
 		}
 	}
@@ -269,7 +271,7 @@ func (a *LocalAPI) cancelJob(rw http.ResponseWriter, id string) {
 		writeJSON(rw, http.StatusNotFound, map[string]any{"id": id, "status": "FAILED", "error": "Job ID not found"})
 		return
 	}
-	if lj.status == "IN_PROGRESS" {
+	if running {
 		<-lj.done
 	}
 	a.status(rw, id)

@@ -40,23 +40,32 @@ exec "${COMFY_PYTHON:-python3}" "$root/comfyui/main.py" --extra-model-paths-conf
 // manifest.json), with env in the manifest, and points builds/comfy-<id> at it.
 func makeVersion(t testing.TB, st *store.Store, id string, env map[string]string) store.Path {
 	t.Helper()
+	p, err := buildVersion(st, id, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// buildVersion is makeVersion returning its error, for use off the test goroutine.
+func buildVersion(st *store.Store, id string, env map[string]string) (store.Path, error) {
 	ctx := context.Background()
-	src := standinDir(t)
+	src := standinDir(nil)
 	sum := sha256.Sum256([]byte("standin-comfyui-v1"))
 	comfy, err := store.PathFor(store.DrvFingerprint(hex.EncodeToString(sum[:]), "comfyui"), "comfyui")
 	if err != nil {
-		t.Fatal(err)
+		return store.Path{}, err
 	}
 	if _, err := st.Build(ctx, comfy, store.AddOptions{Kind: "git"}, func(ctx context.Context, out string) error {
 		return copyStandin(src, out)
 	}); err != nil {
-		t.Fatal(err)
+		return store.Path{}, err
 	}
 	envJSON, _ := json.Marshal(env)
 	sum = sha256.Sum256([]byte("root:" + id + ":" + string(envJSON)))
 	rootPath, err := store.PathFor(store.DrvFingerprint(hex.EncodeToString(sum[:]), "comfy-"+id), "comfy-"+id)
 	if err != nil {
-		t.Fatal(err)
+		return store.Path{}, err
 	}
 	m := specs.Manifest{
 		ManifestVersion: specs.ManifestVersion, VersionID: id, SpecHash: "test",
@@ -79,12 +88,12 @@ func makeVersion(t testing.TB, st *store.Store, id string, env map[string]string
 		mj, _ := json.MarshalIndent(m, "", "  ")
 		return os.WriteFile(filepath.Join(out, "manifest.json"), mj, 0o644)
 	}); err != nil {
-		t.Fatal(err)
+		return store.Path{}, err
 	}
 	if _, err := st.SetRoot(id, rootPath); err != nil {
-		t.Fatal(err)
+		return store.Path{}, err
 	}
-	return rootPath
+	return rootPath, nil
 }
 
 // copyStandin copies the stand-in's sources (not its caches) to out.

@@ -57,8 +57,9 @@ type ProgressFunc func(progress any)
 
 // Handler runs jobs for a Worker.
 type Handler interface {
-	// Ready returns once the handler can run jobs (e.g. ComfyUI answers), or an error that
-	// makes the worker unhealthy. It is called once, before the first job-take.
+	// Ready returns once the handler can run jobs (e.g. ComfyUI answers), or an error. It is
+	// called before the first job-take, where an error makes the worker unhealthy, and again
+	// after each job, where an error is only logged.
 	Ready(ctx context.Context) error
 	// Handle runs one job. ctx is cancelled with cause ErrJobStopped when the platform stops
 	// the job, or ErrShutdown when the worker stops; Handle must then abort promptly. A
@@ -228,6 +229,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err := w.runJob(ctx, job); errors.Is(err, errStopPod) {
 				w.log.Info("worker replacement requested; exiting")
 				return nil
+			}
+		}
+		if len(jobs) > 0 && ctx.Err() == nil {
+			// Ready again before the next take: a handler whose backend crashed restarts it
+			// now rather than inside the next job. A failure here is not fatal: the next job
+			// tries again and reports the cause.
+			if err := w.h.Ready(ctx); err != nil && ctx.Err() == nil {
+				w.log.Error("handler not ready after a job", "err", err)
 			}
 		}
 	}
