@@ -91,7 +91,7 @@ func newComfyEnv(t *testing.T, limit int) *comfyEnv {
 			_, err := buildVersion(st, id, nil)
 			return err
 		},
-		StopTimeout:    5 * time.Second,
+		StopTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
