@@ -110,7 +110,7 @@ func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Deriva
 		if !ok {
 			return fmt.Errorf("%s: params are %T, want *PythonParams", d, d.Params)
 		}
-		if err := CheckInterpreter(ctx, p.Interpreter, nil, b.Environ); err != nil {
+		if err := CheckInterpreter(ctx, p.Interpreter, "", nil, b.Environ); err != nil {
 			return err
 		}
 		js, err := json.MarshalIndent(p.Interpreter, "", "  ")
@@ -130,7 +130,7 @@ func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Deriva
 				site = []specs.Distribution{}
 			}
 		}
-		if err := CheckInterpreter(ctx, p.Interpreter, site, b.Environ); err != nil {
+		if err := CheckInterpreter(ctx, p.Interpreter, installerIf(p.Installer, len(p.Files) > 0), site, b.Environ); err != nil {
 			return err
 		}
 		if bc != nil && bc.Task != nil {
@@ -148,12 +148,21 @@ type StaleError struct {
 	Want, Got specs.PythonIdentity
 	// SiteChanges lists site-packages differences ("numpy 1.26.0 -> 2.0.0", "+torch 2.1.0").
 	SiteChanges []string
-	Err         error
+	// Installer is the lock's installer and the interpreter's, when they differ.
+	Installer [2]string
+	Err       error
 }
 
 func (e *StaleError) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("the lock's interpreter %s is gone (%v): resolve the version again", e.Want.Path, e.Err)
+	}
+	if e.Installer[0] != "" {
+		found := e.Installer[1]
+		if found == "" {
+			found = "no pip"
+		}
+		return fmt.Sprintf("the pip of %s changed since the lock was resolved (lock: %s; found: %s): resolve the version again", e.Want.Path, e.Installer[0], found)
 	}
 	if len(e.SiteChanges) > 0 {
 		return fmt.Sprintf("the site-packages of %s changed since the lock was resolved (%s): resolve the version again", e.Want.Path, strings.Join(e.SiteChanges, ", "))
@@ -166,14 +175,19 @@ func describe(id specs.PythonIdentity) string {
 }
 
 // CheckInterpreter probes the interpreter at want.Path and returns a *StaleError when its
-// identity (or, with site non-nil, its site-packages) differs from the lock's.
-func CheckInterpreter(ctx context.Context, want specs.PythonIdentity, site []specs.Distribution, environ []string) error {
+// identity, its pip (unless installer is empty: the venv is installed by the interpreter's pip,
+// so another pip may write other bytes) or, with site non-nil, its site-packages differ from
+// the lock's.
+func CheckInterpreter(ctx context.Context, want specs.PythonIdentity, installer string, site []specs.Distribution, environ []string) error {
 	in, err := Probe(ctx, want.Path, environ)
 	if err != nil {
 		return &StaleError{Want: want, Err: err}
 	}
 	if in.PythonIdentity != want {
 		return &StaleError{Want: want, Got: in.PythonIdentity}
+	}
+	if installer != "" && in.Pip != installer {
+		return &StaleError{Want: want, Got: in.PythonIdentity, Installer: [2]string{installer, in.Pip}}
 	}
 	if site != nil {
 		if ch := siteChanges(site, in.SitePackages); len(ch) > 0 {
@@ -250,4 +264,12 @@ func Realise(ctx context.Context, s *store.Store, lock *specs.PythonLock, system
 		meta = m
 	}
 	return venv, meta, nil
+}
+
+// installerIf is installer when the venv installs anything with it, else "".
+func installerIf(installer string, used bool) string {
+	if used {
+		return installer
+	}
+	return ""
 }

@@ -218,7 +218,7 @@ func CheckLock(ctx context.Context, spec *specs.Spec, pl *specs.PythonLock, envi
 			site = []specs.Distribution{}
 		}
 	}
-	return CheckInterpreter(ctx, pl.Interpreter, site, environ)
+	return CheckInterpreter(ctx, pl.Interpreter, installerIf(pl.Installer, len(pl.Packages) > 0), site, environ)
 }
 
 // PlanVenv returns the sealed-to-be python and venv derivations of a lock's python section

@@ -387,11 +387,19 @@ func compile(ctx context.Context, out string, env []string) error {
 }
 
 // checkNoSelfPath fails when any file of the venv still holds the venv's absolute path.
+// Shared libraries and files over 16 MiB are not read: they come from wheels built elsewhere,
+// which cannot know the path, and reading them would double the I/O of a torch venv.
 func checkNoSelfPath(out string) error {
 	needle := []byte(out + "/")
 	var bad []string
 	err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if strings.HasSuffix(d.Name(), ".so") || strings.Contains(d.Name(), ".so.") {
+			return nil
+		}
+		if info, err := d.Info(); err != nil || info.Size() > 16<<20 {
 			return err
 		}
 		data, err := os.ReadFile(p)

@@ -333,14 +333,17 @@ func TestSystemSitePackages(t *testing.T) {
 			changed[i].Version = "0.1"
 		}
 	}
-	err = CheckInterpreter(ctx, lock.Interpreter, changed, os.Environ())
+	err = CheckInterpreter(ctx, lock.Interpreter, "", changed, os.Environ())
 	var se *StaleError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "pip 0.1 -> "+pipVersion) {
 		t.Errorf("want a stale error naming pip, got %v", err)
 	}
+	if err := CheckInterpreter(ctx, lock.Interpreter, "pip 1.0", nil, os.Environ()); !errors.As(err, &se) || !strings.Contains(err.Error(), "lock: pip 1.0; found: "+f.in.Pip) {
+		t.Errorf("want a stale error naming the pips, got %v", err)
+	}
 	moved := lock.Interpreter
 	moved.Version = "3.0.0"
-	if err := CheckInterpreter(ctx, moved, nil, os.Environ()); !errors.As(err, &se) || !strings.Contains(err.Error(), "3.0.0") {
+	if err := CheckInterpreter(ctx, moved, "", nil, os.Environ()); !errors.As(err, &se) || !strings.Contains(err.Error(), "3.0.0") {
 		t.Errorf("want a stale error naming the version, got %v", err)
 	}
 }
