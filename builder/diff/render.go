@@ -83,9 +83,9 @@ func commitLine(c *CommitChange) string {
 	} else if c.Distance != nil {
 		switch d := *c.Distance; {
 		case d > 0:
-			s += fmt.Sprintf(" (%d commits ahead)", d)
+			s += fmt.Sprintf(" (%s ahead)", plural(d, "commit"))
 		case d < 0:
-			s += fmt.Sprintf(" (%d commits back)", -d)
+			s += fmt.Sprintf(" (%s back)", plural(-d, "commit"))
 		}
 	}
 	return s
@@ -103,6 +103,13 @@ func short(s string) string {
 		return s[:12]
 	}
 	return s
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func abs(n int64) int64 {
