@@ -52,9 +52,10 @@ type PushEvent struct {
 
 // PushResult sums up a push.
 type PushResult struct {
-	Pushed, Skipped int
-	NarBytes        int64 // NAR bytes of the pushed objects
-	FileBytes       int64 // bytes uploaded for them
+	Pushed    int   `json:"pushed"`
+	Skipped   int   `json:"skipped"`    // already in the cache
+	NarBytes  int64 `json:"nar_bytes"`  // NAR bytes of the pushed objects
+	FileBytes int64 `json:"file_bytes"` // bytes uploaded for them
 }
 
 // Push uploads the closure of paths from st to the cache b, skipping objects whose narinfo
