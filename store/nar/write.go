@@ -41,6 +41,38 @@ type dumper struct {
 	buf   []byte
 	files *[]File
 	fh    hash.Hash
+	jobs  chan *prefetch
+}
+
+// Small files are read ahead by a few goroutines while the dumper serialises and hashes in
+// NAR order, so that system calls and hashing overlap (on many small files the syscalls
+// dominate). Files up to prefetchMax bytes are read whole; at most prefetchWindow entries
+// ahead per directory.
+const (
+	prefetchMax     = 64 << 10
+	prefetchWindow  = 32
+	prefetchWorkers = 3
+)
+
+type prefetch struct {
+	path string
+	fi   os.FileInfo
+	data []byte // nil when the file is larger than prefetchMax: read it in order
+	err  error
+	done chan struct{}
+}
+
+func prefetchWorker(jobs <-chan *prefetch) {
+	for j := range jobs {
+		j.fi, j.err = os.Lstat(j.path)
+		if j.err == nil && j.fi.Mode().IsRegular() && j.fi.Size() <= prefetchMax {
+			j.data, j.err = os.ReadFile(j.path)
+			if j.err == nil && int64(len(j.data)) != j.fi.Size() {
+				j.err = fmt.Errorf("%s changed while being read", j.path)
+			}
+		}
+		close(j.done)
+	}
 }
 
 func (d *dumper) write(b []byte) error {
@@ -86,14 +118,18 @@ func Dump(w io.Writer, path string) error {
 }
 
 func dump(w io.Writer, path string, files *[]File) (int64, error) {
-	d := &dumper{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 1<<20), files: files}
+	d := &dumper{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 1<<20), files: files, jobs: make(chan *prefetch, prefetchWindow)}
 	if files != nil {
 		d.fh = sha256.New()
 	}
+	for i := 0; i < prefetchWorkers; i++ {
+		go prefetchWorker(d.jobs)
+	}
+	defer close(d.jobs)
 	if err := d.str(Magic); err != nil {
 		return 0, err
 	}
-	if err := d.node(path, ""); err != nil {
+	if err := d.node(path, "", nil); err != nil {
 		return 0, err
 	}
 	if err := d.w.Flush(); err != nil {
@@ -102,8 +138,15 @@ func dump(w io.Writer, path string, files *[]File) (int64, error) {
 	return d.n, nil
 }
 
-func (d *dumper) node(path, rel string) error {
-	fi, err := os.Lstat(path)
+func (d *dumper) node(path, rel string, pre *prefetch) error {
+	var fi os.FileInfo
+	var err error
+	if pre != nil {
+		<-pre.done
+		fi, err = pre.fi, pre.err
+	} else {
+		fi, err = os.Lstat(path)
+	}
 	if err != nil {
 		return fmt.Errorf("nar: %w", err)
 	}
@@ -120,7 +163,11 @@ func (d *dumper) node(path, rel string) error {
 		} else if err := d.strs("regular", "contents"); err != nil {
 			return err
 		}
-		if err := d.contents(path, rel, fi.Size(), exec); err != nil {
+		var data []byte
+		if pre != nil {
+			data = pre.data
+		}
+		if err := d.contents(path, rel, fi.Size(), exec, data); err != nil {
 			return err
 		}
 	case m&fs.ModeSymlink != 0:
@@ -145,12 +192,18 @@ func (d *dumper) node(path, rel string) error {
 		if err != nil {
 			return fmt.Errorf("nar: %w", err)
 		}
-		names := make([]string, len(ents))
+		// os.ReadDir sorts by name, which is byte order, as NAR requires.
+		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+		pres := make([]*prefetch, len(ents))
+		submitted := 0
 		for i, e := range ents {
-			names[i] = e.Name()
-		}
-		sort.Strings(names) // byte order, as NAR requires
-		for _, name := range names {
+			for ; submitted < len(ents) && submitted < i+prefetchWindow; submitted++ {
+				if ents[submitted].Type().IsRegular() {
+					pres[submitted] = &prefetch{path: filepath.Join(path, ents[submitted].Name()), done: make(chan struct{})}
+					d.jobs <- pres[submitted]
+				}
+			}
+			name := e.Name()
 			if err := d.strs("entry", "(", "name", name, "node"); err != nil {
 				return err
 			}
@@ -158,7 +211,14 @@ func (d *dumper) node(path, rel string) error {
 			if rel != "" {
 				crel = rel + "/" + name
 			}
-			if err := d.node(filepath.Join(path, name), crel); err != nil {
+			err := d.node(filepath.Join(path, name), crel, pres[i])
+			pres[i] = nil
+			if err != nil {
+				for _, p := range pres[i:submitted] { // let the workers finish what was queued
+					if p != nil {
+						<-p.done
+					}
+				}
 				return err
 			}
 			if err := d.str(")"); err != nil {
@@ -171,12 +231,7 @@ func (d *dumper) node(path, rel string) error {
 	return d.str(")")
 }
 
-func (d *dumper) contents(path, rel string, size int64, exec bool) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("nar: %w", err)
-	}
-	defer f.Close()
+func (d *dumper) contents(path, rel string, size int64, exec bool, data []byte) error {
 	var l [8]byte
 	binary.LittleEndian.PutUint64(l[:], uint64(size))
 	if err := d.write(l[:]); err != nil {
@@ -187,10 +242,24 @@ func (d *dumper) contents(path, rel string, size int64, exec bool) error {
 		d.fh.Reset()
 		dst = io.MultiWriter(d.w, d.fh)
 	}
-	n, err := io.CopyBuffer(dst, io.LimitReader(f, size), d.buf)
-	d.n += n
-	if err != nil {
-		return fmt.Errorf("nar: reading %s: %w", path, err)
+	var n int64
+	if data != nil {
+		if _, err := dst.Write(data); err != nil {
+			return err
+		}
+		n = int64(len(data))
+		d.n += n
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		defer f.Close()
+		n, err = io.CopyBuffer(dst, io.LimitReader(f, size), d.buf)
+		d.n += n
+		if err != nil {
+			return fmt.Errorf("nar: reading %s: %w", path, err)
+		}
 	}
 	if n != size {
 		return fmt.Errorf("nar: %s changed while being read (%d of %d bytes)", path, n, size)
