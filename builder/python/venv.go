@@ -185,7 +185,8 @@ const activateHead = `if [ -n "${BASH_VERSION:+x}" ] ; then
 elif [ -n "${ZSH_VERSION:+x}" ] ; then
     _venv_self="${(%):-%x}"
 else
-    _venv_self="$0"
+    echo "activate: this shell cannot tell where the script is; use bash or zsh, or run the venv's bin/python directly" >&2
+    return 1
 fi
 VIRTUAL_ENV="$(cd "$(dirname -- "$_venv_self")/.." >/dev/null && pwd -P)"
 unset _venv_self`
