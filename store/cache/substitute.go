@@ -89,7 +89,8 @@ func (s *Substituter) checkCache(ctx context.Context, b Backend) error {
 	if err != nil && errors.Is(err, errNoCacheInfo) {
 		err = fmt.Errorf("%w (%v)", fs.ErrNotExist, err) // an empty cache has nothing
 	}
-	if ctx.Err() == nil {
+	// Remember a usable cache and an empty one; retry transient errors next time.
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		s.info[b.URL()] = err
 	}
 	return err
