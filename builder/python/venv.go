@@ -253,7 +253,12 @@ func fixActivate(out string) error {
 	}
 	re := regexp.MustCompile(`(?m)^VIRTUAL_ENV=["']?` + regexp.QuoteMeta(out) + `["']?$`)
 	if !re.Match(data) {
-		return fmt.Errorf("relocating the venv: bin/activate does not set VIRTUAL_ENV as expected")
+		// Another Python's activate (3.13 sets it per platform): remove it rather than keep a
+		// script naming the build path.
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("relocating the venv: %w", err)
+		}
+		return nil
 	}
 	data = re.ReplaceAllLiteral(data, []byte(activateHead))
 	return os.WriteFile(p, data, 0o644)
