@@ -94,7 +94,8 @@ type opener func(ctx context.Context, offset int64, validator string) (*opened, 
 // Fetch downloads src to dst (which must not exist), hashing in the same pass, resuming a
 // partial download left in Options.PartialDir, retrying as Options.Retry says, and reporting
 // bytes to task (which may be nil). The file is checked against want before it is renamed to
-// dst: a mismatch removes the bytes and returns a *MismatchError.
+// dst: a mismatch removes the bytes and returns a *MismatchError. dst is not fsynced: the store
+// does that when it registers the object (other callers must, before relying on it).
 func (f *Fetcher) Fetch(ctx context.Context, src Source, want Want, dst string, task *progress.Task) (Result, error) {
 	src = f.classify(src)
 	open, err := f.opener(src)
@@ -134,10 +135,6 @@ func (f *Fetcher) Fetch(ctx context.Context, src Source, want Want, dst string, 
 				p.close()
 			}
 			return Result{}, err
-		}
-		if err := p.f.Sync(); err != nil {
-			p.close()
-			return Result{}, fmt.Errorf("syncing download: %w", err)
 		}
 		if err := moveFile(p.path(".part"), dst); err != nil {
 			p.close()

@@ -222,7 +222,7 @@ func verifyOne(ctx context.Context, opts VerifyOptions, ml specs.ModelLock) Veri
 			return fail(err)
 		}
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
+	if err := syncFile(tmp, 0o644); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
@@ -304,6 +304,22 @@ func copyHashed(ctx context.Context, src, dst, algo string) (Checksum, error) {
 		return Checksum{}, err
 	}
 	return Checksum{Algo: algo, Hex: fmt.Sprintf("%x", h.Sum(nil))}, out.Close()
+}
+
+// syncFile sets a file's mode and forces it to disk.
+func syncFile(path string, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // ctxReader stops reading when ctx ends.
