@@ -45,16 +45,6 @@ func (b *rawBlock) get(name string) *rawAttr {
 	return b.attrs[name]
 }
 
-// sortedAttrs returns the attributes in source order.
-func (b *rawBlock) sortedAttrs() []*rawAttr {
-	out := make([]*rawAttr, 0, len(b.attrs))
-	for _, a := range b.attrs {
-		out = append(out, a)
-	}
-	sort.Slice(out, func(i, j int) bool { return rangeLess(out[i].rng, out[j].rng) })
-	return out
-}
-
 func rangeLess(a, b hcl.Range) bool {
 	if a.Filename != b.Filename {
 		return a.Filename < b.Filename
