@@ -228,14 +228,15 @@ func (s *Store) RootIDs() ([]string, error) {
 // objects a running build or worker uses, with an expiry refreshed by a goroutine until
 // Close or until the context given to AddTempRoot ends.
 type TempRoot struct {
-	s    *Store
-	file string
-	mu   sync.Mutex
-	rec  tempRootRecord
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
-	err  error
+	s       *Store
+	file    string
+	mu      sync.Mutex // guards rec
+	writeMu sync.Mutex // serialises writes of the file
+	rec     tempRootRecord
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	err     error
 }
 
 type tempRootRecord struct {
@@ -268,7 +269,11 @@ func (s *Store) AddTempRoot(ctx context.Context, paths []Path) (*TempRoot, error
 	return t, nil
 }
 
+// write rewrites the root file. Writes are serialised and each marshals the latest state, so
+// a refresh can never put back an older list over a newer one.
 func (t *TempRoot) write() error {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
 	t.mu.Lock()
 	b, _ := json.Marshal(t.rec)
 	t.mu.Unlock()
