@@ -524,13 +524,12 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 				continue
 			}
 		}
-		var err error
 		if d.Kind == "trash" {
-			err = removeAll(full)
-		} else {
-			err = s.trash(full)
-		}
-		if err != nil {
+			// Another process may be removing its own trash at the same moment.
+			if err := removeAll(full); err != nil {
+				continue
+			}
+		} else if err := s.trash(full); err != nil {
 			return res, fmt.Errorf("gc: %w", err)
 		}
 		res.Freed += d.Size
@@ -575,6 +574,11 @@ func (s *Store) restore(batch []savedMeta) {
 // lease tombstones and temporary files in .meta, .locks and builds older than cutoff, and
 // file listings whose metadata is gone.
 func (s *Store) sweepLeftovers(cutoff time.Time, leased map[Digest]bool) {
+	// Temporary files may belong to a write in progress: besides the grace window they must
+	// be older than a lease's lifetime.
+	if c := s.now().Add(-s.leaseTTL - s.skew); c.Before(cutoff) {
+		cutoff = c
+	}
 	old := func(full string) bool {
 		fi, err := os.Lstat(full)
 		return err == nil && changedAt(fi).Before(cutoff)
@@ -582,6 +586,12 @@ func (s *Store) sweepLeftovers(cutoff time.Time, leased map[Digest]bool) {
 	if ents, err := os.ReadDir(s.rootsDir()); err == nil {
 		for _, e := range ents {
 			full := filepath.Join(s.rootsDir(), e.Name())
+			if strings.HasPrefix(e.Name(), ".") {
+				if old(full) {
+					os.Remove(full)
+				}
+				continue
+			}
 			b, err := os.ReadFile(full)
 			var r tempRootRecord
 			if err == nil && json.Unmarshal(b, &r) == nil {
