@@ -97,7 +97,11 @@ func runValidate(ctx context.Context, g *Globals, o *ValidateOptions, stdout, st
 		switch {
 		case err == nil:
 			r.Valid, r.VersionID, r.SpecHash = true, s.VersionID, specs.Hash(s)
-			if !g.JSON {
+			switch {
+			case g.JSON:
+			case g.Verbose:
+				fmt.Fprintf(stdout, "ok %s %s\n", s.VersionID, r.SpecHash)
+			default:
 				fmt.Fprintf(stdout, "ok %s\n", s.VersionID)
 			}
 		case errors.As(err, &se):
