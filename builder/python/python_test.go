@@ -190,10 +190,6 @@ func resolveWith(t *testing.T, f *fixture, srcs []Source, py *specs.Python, mod 
 func TestResolve(t *testing.T) {
 	t.Parallel()
 	f := getFixture(t)
-	srcs := []Source{
-		mapSource("", map[string]string{"requirements.txt": "alpha\n"}),
-		mapSource("A", map[string]string{"requirements.txt": "# pins\nnumpy<2\n"}),
-	}
 	check := func(t *testing.T, lock *specs.PythonLock, urlPrefix string) {
 		t.Helper()
 		var got []string
@@ -216,24 +212,12 @@ func TestResolve(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("lock (-want +got):\n%s", diff)
 		}
-		if lock.Installer == "" || lock.Interpreter != f.in.PythonIdentity {
+		if lock.Installer == "" || lock.Installer != f.in.Pip || lock.Interpreter != f.in.PythonIdentity {
 			t.Errorf("installer %q interpreter %+v", lock.Installer, lock.Interpreter)
 		}
 	}
-	t.Run("find-links", func(t *testing.T) {
-		lock, err := resolveWith(t, f, srcs, &specs.Python{Packages: []string{"gamma"}, FindLinks: []string{f.links}}, func(o *ResolveOptions) { o.Offline = true })
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, lock, "file://"+f.links+"/")
-	})
-	t.Run("index", func(t *testing.T) {
-		lock, err := resolveWith(t, f, srcs, &specs.Python{Packages: []string{"gamma"}, IndexURL: f.index.SimpleURL()}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, lock, f.index.URL+"/files/")
-	})
+	t.Run("find-links", func(t *testing.T) { check(t, lockOf(t, f, false), "file://"+f.links+"/") })
+	t.Run("index", func(t *testing.T) { check(t, lockOf(t, f, true), f.index.URL+"/files/") })
 }
 
 func wheelByFile(name string) wheeltest.Wheel {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -17,27 +18,44 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store/nar"
 )
 
-// lockOf resolves the shared test requirements (a console script, a dependency, a pin).
+// lockOf returns the shared test lock (ComfyUI wants alpha, node A pins numpy<2, the spec
+// wants gamma with its console script and dependency), resolved once per test binary from the
+// index or from the find-links folder.
 func lockOf(t *testing.T, f *fixture, index bool) *specs.PythonLock {
 	t.Helper()
-	srcs := []Source{
-		mapSource("", map[string]string{"requirements.txt": "alpha\n"}),
-		mapSource("A", map[string]string{"requirements.txt": "gamma\n"}),
-	}
-	py := &specs.Python{FindLinks: []string{f.links}}
-	mod := func(o *ResolveOptions) { o.Offline = true }
+	i := 0
 	if index {
-		py = &specs.Python{IndexURL: f.index.SimpleURL()}
-		mod = nil
+		i = 1
 	}
-	lock, err := resolveWith(t, f, srcs, py, mod)
-	if err != nil {
-		t.Fatal(err)
+	locks[i].once.Do(func() {
+		srcs := []Source{
+			mapSource("", map[string]string{"requirements.txt": "alpha\n"}),
+			mapSource("A", map[string]string{"requirements.txt": "# pins\nnumpy<2\n"}),
+		}
+		reqs, err := Gather(context.Background(), srcs, &specs.Python{Packages: []string{"gamma"}})
+		if err != nil {
+			locks[i].err = err
+			return
+		}
+		opts := ResolveOptions{Interpreter: f.in, Requirements: reqs, FindLinks: []string{f.links}, Offline: true}
+		if index {
+			opts = ResolveOptions{Interpreter: f.in, Requirements: reqs, IndexURL: f.index.SimpleURL()}
+		}
+		locks[i].lock, locks[i].err = Resolve(context.Background(), opts)
+	})
+	if locks[i].err != nil {
+		t.Fatal(locks[i].err)
 	}
-	if len(lock.Packages) != 4 {
-		t.Fatalf("want 4 packages, got %+v", lock.Packages)
+	if len(locks[i].lock.Packages) != 4 {
+		t.Fatalf("want 4 packages, got %+v", locks[i].lock.Packages)
 	}
-	return lock
+	return locks[i].lock
+}
+
+var locks [2]struct {
+	once sync.Once
+	lock *specs.PythonLock
+	err  error
 }
 
 func openStore(t *testing.T, root string) *store.Store {
