@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -152,7 +153,9 @@ func (d *diags) addExpr(hd hcl.Diagnostics, path string) {
 			continue
 		}
 		msg := strings.TrimSuffix(h.Detail, ".")
-		if _, after, ok := strings.Cut(msg, " failed: "); ok && h.Summary == "Error in function call" {
+		if m := undeclaredMessage(h); m != "" {
+			msg = m
+		} else if _, after, ok := strings.Cut(msg, " failed: "); ok && h.Summary == "Error in function call" {
 			msg = after
 		} else if msg == "" {
 			msg = strings.ToLower(h.Summary)
@@ -169,6 +172,43 @@ func (d *diags) addExpr(hd hcl.Diagnostics, path string) {
 			d.errorf(*h.Subject, path, "%s", msg)
 		}
 	}
+}
+
+// undeclaredMessage rewrites hcl's "Unsupported attribute" for var.x and local.x into "no
+// variable/local x is declared", with the nearest declared name as a suggestion.
+func undeclaredMessage(h *hcl.Diagnostic) string {
+	if h.Summary != "Unsupported attribute" || h.Expression == nil || h.EvalContext == nil {
+		return ""
+	}
+	m := unknownNameRe.FindStringSubmatch(h.Detail)
+	if m == nil {
+		return ""
+	}
+	for _, tr := range h.Expression.Variables() {
+		root := tr.RootName()
+		if root != "var" && root != "local" || len(tr) < 2 {
+			continue
+		}
+		if step, ok := tr[1].(hcl.TraverseAttr); !ok || step.Name != m[1] {
+			continue
+		}
+		kind := map[string]string{"var": "variable", "local": "local"}[root]
+		msg := fmt.Sprintf("no %s %q is declared", kind, m[1])
+		v, ok := h.EvalContext.Variables[root]
+		if ok && v.Type().IsObjectType() {
+			best, bestD := "", 4
+			for name := range v.Type().AttributeTypes() {
+				if d := levenshtein.Distance(name, m[1], nil); d < bestD {
+					best, bestD = name, d
+				}
+			}
+			if best != "" {
+				msg += fmt.Sprintf("; did you mean %s.%s?", root, best)
+			}
+		}
+		return msg
+	}
+	return ""
 }
 
 // addHCL converts hcl's own diagnostics, dropping the follow-ups of an error already reported.
