@@ -451,6 +451,9 @@ class Executor:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and
+    # the client's delayed ACK add 40 ms to many responses and WebSocket frames.
+    disable_nagle_algorithm = True
     server_version = "ComfyUI-stand-in"
 
     def log_message(self, fmt, *a):
