@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/runpod-comfy/runpod-comfy/runner/standin"
 )
 
 // TestMain lets testscript run the runpod-comfy command in-process as a child of the test
@@ -13,6 +15,7 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"runpod-comfy": func() { os.Exit(Main()) },
+		"standin":      func() { os.Exit(standin.Main(os.Args[1:])) },
 	})
 }
 

@@ -1,0 +1,305 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/runpod-comfy/runpod-comfy/builder"
+	"github.com/runpod-comfy/runpod-comfy/lang"
+	"github.com/runpod-comfy/runpod-comfy/runner"
+)
+
+func init() { register(newRunHandlerCmd) }
+
+// RunHandlerOptions are the flags and arguments of run-handler.
+type RunHandlerOptions struct {
+	Arg       string // version id (or spec file)
+	Spec      string
+	Vars      []string
+	Workflow  string
+	Images    []string // name=file|url
+	Output    string
+	OutDir    string
+	GCSBucket string
+	GCSPrefix string
+	ModelsDir string
+	Timeout   time.Duration
+}
+
+func newRunHandlerCmd(g *Globals) *cobra.Command {
+	o := &RunHandlerOptions{}
+	cmd := &cobra.Command{
+		Use:   "run-handler <id> | --spec FILE --workflow FILE",
+		Short: "Run one workflow on a version and print the result as JSON",
+		Long: `run-handler runs one ComfyUI workflow from the command line or CI, as the serverless worker
+would: it builds the version if needed (a spec without a lock is resolved first), starts
+ComfyUI from its runtime root with its state in ROOT/state/comfy-<id>, runs the workflow
+(API format: in ComfyUI use Workflow > Export (API)), writes the result JSON to stdout and
+stops ComfyUI.
+
+Outputs (--output):
+  base64   each output in the JSON with filename, node id, mime, size, sha256 and data
+  file     each output written to --out-dir atomically; the JSON has its path
+  gcs      each output uploaded to the bucket under <prefix>/<prompt id>/; the JSON has a URL
+
+GCS settings: --gcs-bucket or GCS_BUCKET, --gcs-prefix or GCS_PREFIX, project
+GOOGLE_CLOUD_PROJECT or GCS_PROJECT, credentials GOOGLE_APPLICATION_CREDENTIALS (a service
+account key also signs URLs), GCS_RETRIES (default 3) and GCS_RETRY_BASE_SLEEP (seconds,
+default 1) for retries with backoff, GCS_PUBLIC=1 for public URLs instead of V4 signed URLs
+valid GCS_SIGNED_URL_TTL seconds (default 3600), GCS_VALIDATE=1 to check the bucket before
+running anything, GCS_ENDPOINT for an emulator.
+
+Progress goes to stderr (a bar on a terminal); --verbose also streams ComfyUI's log there.`,
+		Example: `  runpod-comfy run-handler sdxl --workflow workflows/sdxl-txt2img.json
+  runpod-comfy run-handler --spec versions/sdxl.hcl --workflow wf.json --image input.png=photo.png --output file --out-dir out/
+  GCS_BUCKET=my-bucket runpod-comfy run-handler sdxl --workflow wf.json --output gcs --timeout 10m`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.Arg = args[0]
+			}
+			return runRunHandler(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Spec, "spec", "", "spec file (.json or .hcl) instead of a version id")
+	f.StringVar(&o.Workflow, "workflow", "", "workflow file in ComfyUI's API format (- for stdin)")
+	f.StringArrayVar(&o.Images, "image", nil, "input image NAME=FILE or NAME=URL; the workflow's references to NAME are rewritten (repeatable)")
+	f.StringVar(&o.Output, "output", "base64", "where outputs go: base64, file or gcs")
+	f.StringVar(&o.OutDir, "out-dir", "", "directory for --output file")
+	f.StringVar(&o.GCSBucket, "gcs-bucket", "", "bucket for --output gcs (default $GCS_BUCKET)")
+	f.StringVar(&o.GCSPrefix, "gcs-prefix", "", "object name prefix for --output gcs (default $GCS_PREFIX)")
+	f.StringVar(&o.ModelsDir, "models-dir", "", "extra models directory searched by ComfyUI (folders such as checkpoints/ below it)")
+	f.DurationVar(&o.Timeout, "timeout", 0, "interrupt the job after this long, e.g. 10m (default: no limit)")
+	addVarFlag(cmd, &o.Vars)
+	return cmd
+}
+
+func runRunHandler(ctx context.Context, g *Globals, o *RunHandlerOptions, stdout, stderr io.Writer) error {
+	arg := o.Arg
+	switch {
+	case arg != "" && o.Spec != "":
+		return usageError(errors.New("give a version id or --spec FILE, not both"))
+	case arg == "" && o.Spec == "":
+		return usageError(errors.New("give a version id or --spec FILE"))
+	case o.Spec != "":
+		arg = o.Spec
+	}
+	if o.Workflow == "" {
+		return usageError(errors.New("--workflow FILE is required"))
+	}
+	if o.Timeout < 0 {
+		return usageError(fmt.Errorf("--timeout %s: must be positive", o.Timeout))
+	}
+	var wf []byte
+	var err error
+	if o.Workflow == "-" {
+		wf, err = io.ReadAll(os.Stdin)
+	} else {
+		wf, err = os.ReadFile(o.Workflow)
+	}
+	if err != nil {
+		return usageError(fmt.Errorf("--workflow: %w", err))
+	}
+	if _, err := runner.CheckWorkflow(wf); err != nil {
+		return usageError(fmt.Errorf("%s: %w", o.Workflow, err))
+	}
+	images, err := parseImages(o.Images)
+	if err != nil {
+		return err
+	}
+	// The sink first: with GCS_VALIDATE=1 a bad bucket stops us before any build or start.
+	sink, closeSink, err := outputSink(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer closeSink()
+	rootDir, id, err := ensureBuilt(ctx, g, arg, o.Vars, stderr)
+	if err != nil {
+		return err
+	}
+	tty := false
+	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		tty = true
+	}
+	start := runner.StartOptions{RuntimeRoot: rootDir, StateDir: runner.StateDir(g.Root, id), ModelsDir: o.ModelsDir}
+	run := runner.RunOptions{Images: images}
+	if g.Verbose {
+		start.Log = stderr
+	}
+	if g.Verbose || tty {
+		run.Progress = runner.ProgressPrinter(stderr, tty && !g.Verbose)
+	}
+	res, err := runner.RunOnce(ctx, runner.OnceOptions{Start: start, Workflow: wf, Run: run, Sink: sink, Timeout: o.Timeout})
+	if err != nil {
+		return err
+	}
+	return writeIndentedJSON(stdout, res)
+}
+
+// parseImages reads --image NAME=FILE|URL flags.
+func parseImages(flags []string) ([]runner.InputImage, error) {
+	var out []runner.InputImage
+	for _, f := range flags {
+		name, src, ok := strings.Cut(f, "=")
+		if !ok || name == "" || src == "" {
+			return nil, usageError(fmt.Errorf("--image %q: write NAME=FILE or NAME=URL", f))
+		}
+		if err := runner.CheckInputName(name); err != nil {
+			return nil, usageError(fmt.Errorf("--image: %w", err))
+		}
+		if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+			out = append(out, runner.InputImage{Name: name, Image: src})
+			continue
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, usageError(fmt.Errorf("--image %s: %w", name, err))
+		}
+		out = append(out, runner.InputImage{Name: name, Image: base64Std(data)})
+	}
+	return out, nil
+}
+
+// outputSink makes the sink of --output; GCS settings come from flags and the environment.
+func outputSink(ctx context.Context, o *RunHandlerOptions) (runner.Sink, func(), error) {
+	none := func() {}
+	switch o.Output {
+	case "base64":
+		return runner.Base64Sink{}, none, nil
+	case "file":
+		if o.OutDir == "" {
+			return nil, none, usageError(errors.New("--output file needs --out-dir DIR"))
+		}
+		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+			return nil, none, fmt.Errorf("--out-dir: %w", err)
+		}
+		return runner.FileSink{Dir: o.OutDir}, none, nil
+	case "gcs":
+		gopts, err := gcsOptionsFromEnvironment(o)
+		if err != nil {
+			return nil, none, err
+		}
+		s, err := runner.NewGCSSink(ctx, gopts)
+		if err != nil {
+			return nil, none, err
+		}
+		return s, func() { s.Close() }, nil
+	}
+	return nil, none, usageError(fmt.Errorf("--output %q: use base64, file or gcs", o.Output))
+}
+
+// gcsOptionsFromEnvironment reads the seed's GCS variables (their names are kept).
+func gcsOptionsFromEnvironment(o *RunHandlerOptions) (runner.GCSOptions, error) {
+	g := runner.GCSOptions{
+		Bucket:          firstNonEmpty(o.GCSBucket, os.Getenv("GCS_BUCKET")),
+		Prefix:          firstNonEmpty(o.GCSPrefix, os.Getenv("GCS_PREFIX")),
+		Project:         firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCS_PROJECT")),
+		CredentialsFile: os.Getenv("GOOGLE_APPLICATION_CREDENTIALS"),
+		Endpoint:        os.Getenv("GCS_ENDPOINT"),
+		Public:          os.Getenv("GCS_PUBLIC") == "1",
+		Validate:        os.Getenv("GCS_VALIDATE") == "1",
+		Retries:         3,
+		RetryBaseSleep:  time.Second,
+		SignedURLTTL:    time.Hour,
+	}
+	if g.Bucket == "" {
+		return g, usageError(errors.New("--output gcs needs a bucket: --gcs-bucket or GCS_BUCKET"))
+	}
+	if v := os.Getenv("GCS_RETRIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return g, usageError(fmt.Errorf("GCS_RETRIES=%q: want a whole number >= 0", v))
+		}
+		g.Retries = n
+	}
+	if v := os.Getenv("GCS_RETRY_BASE_SLEEP"); v != "" {
+		s, err := strconv.ParseFloat(v, 64)
+		if err != nil || s < 0 {
+			return g, usageError(fmt.Errorf("GCS_RETRY_BASE_SLEEP=%q: want seconds", v))
+		}
+		g.RetryBaseSleep = time.Duration(s * float64(time.Second))
+	}
+	if v := os.Getenv("GCS_SIGNED_URL_TTL"); v != "" {
+		s, err := strconv.Atoi(v)
+		if err != nil || s <= 0 {
+			return g, usageError(fmt.Errorf("GCS_SIGNED_URL_TTL=%q: want seconds", v))
+		}
+		g.SignedURLTTL = time.Duration(s) * time.Second
+	}
+	if g.Endpoint != "" {
+		// An emulator: signed URLs point at it too.
+		host := strings.TrimPrefix(strings.TrimPrefix(g.Endpoint, "http://"), "https://")
+		g.SignedURLHost = strings.SplitN(host, "/", 2)[0]
+		g.SignedURLInsecure = strings.HasPrefix(g.Endpoint, "http://")
+		if !strings.Contains(g.Endpoint, "/storage/v1") {
+			g.Endpoint = strings.TrimRight(g.Endpoint, "/") + "/storage/v1/"
+		}
+	}
+	return g, nil
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// ensureBuilt returns the runtime root of the version named by arg (an id or a spec file),
+// building it if needed (builder.Build: a no-op on a built version, resolving first when the
+// lock is missing or stale). When the spec of an id cannot be found but ROOT/builds/comfy-<id>
+// exists, that root is used as it is.
+func ensureBuilt(ctx context.Context, g *Globals, arg string, vars []string, stderr io.Writer) (rootDir, id string, err error) {
+	if !isSpecPath(arg) {
+		if _, ferr := lang.FindVersion(g.VersionsDir, arg); ferr != nil {
+			link := runner.RootDir(g.Root, arg)
+			if _, serr := os.Stat(link); serr == nil {
+				fmt.Fprintf(stderr, "no spec for %s in %s: running the built root %s as it is\n", arg, g.VersionsDir, link)
+				return link, arg, nil
+			}
+		}
+	}
+	spec, _, err := loadSpec(ctx, g, arg, vars)
+	if err != nil {
+		return "", "", err
+	}
+	mo, closeGCS, err := modelOptions(ctx, spec)
+	if err != nil {
+		return "", "", err
+	}
+	defer closeGCS()
+	pr := newProgress(ctx, g, stderr)
+	var subst SubstituterFlags
+	substitute, closeSubst, err := subst.Hook(ctx, g.Root, spec.Options.Substituters, func(msg string) { pr.Logf("%s", msg) })
+	if err != nil {
+		pr.Close()
+		return "", "", err
+	}
+	defer closeSubst()
+	res, err := builder.Build(ctx, builder.BuildOptions{
+		Root:       g.Root,
+		Spec:       spec,
+		GitToken:   gitToken(),
+		Environ:    os.Environ(),
+		Models:     mo,
+		Progress:   pr,
+		Substitute: substitute,
+	})
+	pr.Close()
+	if err != nil {
+		return "", "", fmt.Errorf("building %s: %w", spec.VersionID, err)
+	}
+	return res.Dir, spec.VersionID, nil
+}
