@@ -16,11 +16,14 @@
 //     Requirements files may include others (-r, -c) inside the same tree; index options in
 //     them are kept as extra indexes; editable, VCS and bare-URL requirements are refused
 //     because they cannot be pinned to a file with a sha256.
-//   - Resolution: one `pip install --dry-run --report` over all requirements at once (the
-//     spec's constraints, and with system_site_packages every installed distribution as
-//     name===version, as constraints); each reported file becomes a specs.PackageLock with its
-//     exact URL (credentials removed), file name, sha256 and requested_by origins. A failure is
-//     a *ResolutionError naming, per project, who wants what with the file and line.
+//   - Resolution: one `pip install --dry-run --report` over all requirements at once, with the
+//     spec's constraints as constraints (-c), and --ignore-installed unless
+//     system_site_packages, where every installed distribution becomes a constraint
+//     name===version instead. pip runs without --quiet because it prints the cause of a
+//     conflict at info level; its output is parsed, never shown raw. Each reported file
+//     becomes a specs.PackageLock with its exact URL (credentials removed), file name, sha256
+//     and requested_by origins. A failure is a *ResolutionError naming, per project, who wants
+//     what with the file and line. (uv is not used, even when on PATH: not implemented yet.)
 //   - Wheel cache: ROOT/cache/runpod-comfy/pip, files at files/<sha256>/<filename>, written
 //     only after their sha256 matched the lock; pip's own HTTP cache (resolution) is in http/.
 //   - Venv: the output of the venv derivation, input-addressed from the python derivation,
