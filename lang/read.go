@@ -138,6 +138,12 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 	if f == nil || hd.HasErrors() {
 		return nil
 	}
+	if !doc.isHCL {
+		if i := skipSpace(src, 0); i >= len(src) || src[i] != '{' {
+			d.errorf(rangeAt(path, src, i), "", "a JSON spec is one object ({...})")
+			return nil
+		}
+	}
 	doc.fileRng = hcl.Range{Filename: path, Start: hcl.Pos{Line: 1, Column: 1, Byte: 0}, End: hcl.Pos{Line: 1, Column: 1, Byte: 0}}
 	if doc.isHCL {
 		if b, ok := f.Body.(*hclsyntax.Body); ok {
