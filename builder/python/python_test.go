@@ -304,3 +304,19 @@ func runPy(t *testing.T, exe string, args ...string) string {
 	}
 	return string(out)
 }
+
+func TestCheckPip(t *testing.T) {
+	for _, tc := range []struct{ pip, want string }{
+		{"pip 23.2.1", ""},
+		{"pip 22.3", ""},
+		{"pip 24.0", ""},
+		{"pip 22.2.2", "pip 22.3 or newer is needed"},
+		{"pip 9.0.1", "pip 22.3 or newer is needed"},
+		{"", "has no pip"},
+	} {
+		err := checkPip(&Interpreter{PythonIdentity: specs.PythonIdentity{Path: "/usr/bin/python3"}, Pip: tc.pip})
+		if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.pip, err, tc.want)
+		}
+	}
+}

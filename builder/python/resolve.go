@@ -64,8 +64,8 @@ func Resolve(ctx context.Context, opts ResolveOptions) (*specs.PythonLock, error
 	if len(reqs.Requires) == 0 {
 		return lock, nil
 	}
-	if in.Pip == "" {
-		return nil, fmt.Errorf("resolving Python requirements: %s has no pip (pip 22.2 or newer is needed)", in.Path)
+	if err := checkPip(in); err != nil {
+		return nil, fmt.Errorf("resolving Python requirements: %w", err)
 	}
 
 	tmp, err := os.MkdirTemp("", "runpod-comfy-resolve-")
@@ -146,6 +146,18 @@ func Resolve(ctx context.Context, opts ResolveOptions) (*specs.PythonLock, error
 		lock.Installer = installer
 	}
 	return lock, nil
+}
+
+// checkPip fails unless the interpreter has pip 22.3 or newer (install --report, --python).
+func checkPip(in *Interpreter) error {
+	if in.Pip == "" {
+		return fmt.Errorf("%s has no pip (pip 22.3 or newer is needed)", in.Path)
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(in.Pip, "pip %d.%d", &major, &minor); err == nil && (major < 22 || major == 22 && minor < 3) {
+		return fmt.Errorf("%s has %s: pip 22.3 or newer is needed (upgrade it in the base image)", in.Path, in.Pip)
+	}
+	return nil
 }
 
 func isRemote(s string) bool {

@@ -84,6 +84,9 @@ func Install(ctx context.Context, out string, opts VenvOptions) error {
 		return fmt.Errorf("creating the venv with %s: %w", py, err)
 	}
 	if len(lock.Packages) > 0 {
+		if err := checkPip(&Interpreter{PythonIdentity: lock.Interpreter, Pip: lock.Installer}); err != nil {
+			return fmt.Errorf("installing the locked packages: %w", err)
+		}
 		if err := installLocked(ctx, out, tmp, env, py, lock.Packages, files, opts.SystemSitePackages); err != nil {
 			return err
 		}
