@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/runpod-comfy/runpod-comfy/store/nixbase32"
 )
 
@@ -56,23 +58,58 @@ const (
 
 type prefetch struct {
 	path string
-	fi   os.FileInfo
+	ok   bool // a regular file was opened: exec and size are set
+	exec bool
+	size int64
 	data []byte // nil when the file is larger than prefetchMax: read it in order
 	err  error
 	done chan struct{}
 }
 
+// prefetchWorker reads regular files with raw system calls (open, fstat, read, close): on a
+// tree of small files the calls, not the hashing, are the cost.
 func prefetchWorker(jobs <-chan *prefetch) {
 	for j := range jobs {
-		j.fi, j.err = os.Lstat(j.path)
-		if j.err == nil && j.fi.Mode().IsRegular() && j.fi.Size() <= prefetchMax {
-			j.data, j.err = os.ReadFile(j.path)
-			if j.err == nil && int64(len(j.data)) != j.fi.Size() {
-				j.err = fmt.Errorf("%s changed while being read", j.path)
-			}
-		}
+		j.read()
 		close(j.done)
 	}
+}
+
+func (j *prefetch) read() {
+	fd, err := unix.Open(j.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return // not a plain file after all (or gone): the dumper looks again itself
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return
+	}
+	j.ok, j.exec, j.size = true, st.Mode&0o100 != 0, st.Size
+	if st.Size > prefetchMax {
+		return
+	}
+	buf := make([]byte, st.Size)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			j.err = &fs.PathError{Op: "read", Path: j.path, Err: err}
+			return
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if n != len(buf) {
+		j.err = fmt.Errorf("nar: %s changed while being read (%d of %d bytes)", j.path, n, len(buf))
+		return
+	}
+	j.data = buf
 }
 
 func (d *dumper) write(b []byte) error {
@@ -139,37 +176,26 @@ func dump(w io.Writer, path string, files *[]File) (int64, error) {
 }
 
 func (d *dumper) node(path, rel string, pre *prefetch) error {
-	var fi os.FileInfo
-	var err error
 	if pre != nil {
 		<-pre.done
-		fi, err = pre.fi, pre.err
-	} else {
-		fi, err = os.Lstat(path)
+		if pre.err != nil {
+			return pre.err
+		}
+		if pre.ok {
+			return d.regular(path, rel, pre.size, pre.exec, pre.data)
+		}
 	}
+	fi, err := os.Lstat(path)
 	if err != nil {
 		return fmt.Errorf("nar: %w", err)
+	}
+	if fi.Mode().IsRegular() {
+		return d.regular(path, rel, fi.Size(), fi.Mode()&0o100 != 0, nil)
 	}
 	if err := d.strs("(", "type"); err != nil {
 		return err
 	}
 	switch m := fi.Mode(); {
-	case m.IsRegular():
-		exec := m&0o100 != 0
-		if exec {
-			if err := d.strs("regular", "executable", "", "contents"); err != nil {
-				return err
-			}
-		} else if err := d.strs("regular", "contents"); err != nil {
-			return err
-		}
-		var data []byte
-		if pre != nil {
-			data = pre.data
-		}
-		if err := d.contents(path, rel, fi.Size(), exec, data); err != nil {
-			return err
-		}
 	case m&fs.ModeSymlink != 0:
 		target, err := os.Readlink(path)
 		if err != nil {
@@ -227,6 +253,25 @@ func (d *dumper) node(path, rel string, pre *prefetch) error {
 		}
 	default:
 		return fmt.Errorf("nar: %s: unsupported file type %s (only regular files, symlinks and directories)", path, m.Type())
+	}
+	return d.str(")")
+}
+
+// regular writes a regular file node: "(" type regular [executable ""] contents <bytes> ")".
+func (d *dumper) regular(path, rel string, size int64, exec bool, data []byte) error {
+	if err := d.strs("(", "type", "regular"); err != nil {
+		return err
+	}
+	if exec {
+		if err := d.strs("executable", ""); err != nil {
+			return err
+		}
+	}
+	if err := d.str("contents"); err != nil {
+		return err
+	}
+	if err := d.contents(path, rel, size, exec, data); err != nil {
+		return err
 	}
 	return d.str(")")
 }
