@@ -112,6 +112,23 @@ func TestBuildVersion(t *testing.T) {
 		t.Fatalf("launcher: %v\n%s", err, out)
 	}
 
+	// check rebuilds the python identity, the venv and the root in a scratch store (another
+	// directory) and finds the same NAR hashes.
+	rep, err := builder.Check(ctx, builder.CheckOptions{BuildOptions: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, o := range rep.Objects {
+		kinds[o.Kind] = true
+		if !o.Match {
+			t.Errorf("check: %s %s rebuilt as %s, store has %s (files %v)", o.Kind, o.Path, o.RebuiltNarHash, o.StoreNarHash, o.Files)
+		}
+	}
+	if !kinds["venv"] || !kinds["python"] || !rep.OK() {
+		t.Errorf("check did not rebuild and match the venv: %+v", rep)
+	}
+
 	// A no-op rebuild builds nothing.
 	again, err := builder.Build(ctx, opts)
 	if err != nil {
