@@ -129,6 +129,7 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 		Root: opts.Root, Environ: opts.Environ, Offline: opts.Offline, Update: opts.Updating("python"),
 		ReadFile: opts.Git.ReadFile,
 		Warn:     func(w string) { opts.Progress.Logf("warning: %s", w) },
+		Progress: opts.Progress,
 	})
 	if err != nil {
 		return nil, err

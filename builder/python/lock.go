@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strings"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
+	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -30,6 +32,8 @@ type LockOptions struct {
 	ReadFile func(ctx context.Context, repo, commit, name string) ([]byte, error)
 	// Warn receives warnings (ignored requirement options), each naming its file and line.
 	Warn func(string)
+	// Progress shows the resolution as a task (may be nil).
+	Progress *progress.Display
 }
 
 // FindFor chooses the interpreter of spec (python.version, else env.COMFY_PYTHON, else
@@ -138,6 +142,8 @@ func ResolveLock(ctx context.Context, spec *specs.Spec, lock, old *specs.Lock, o
 		}
 		findLinks = append(findLinks, f)
 	}
+	task := opts.Progress.Start("resolve python")
+	task.Status(fmt.Sprintf("pip: %d requirements with %s", len(reqs.Requires), in.Pip))
 	pl, err := Resolve(ctx, ResolveOptions{
 		Interpreter:        in,
 		Requirements:       reqs,
@@ -150,8 +156,10 @@ func ResolveLock(ctx context.Context, spec *specs.Spec, lock, old *specs.Lock, o
 		Env:                PassEnv(opts.Environ),
 	})
 	if err != nil {
+		task.Done("", errors.New("failed"))
 		return nil, err
 	}
+	task.Done(fmt.Sprintf("%d packages pinned", len(pl.Packages)), nil)
 	pl.InputsHash = hash
 	return pl, nil
 }
