@@ -85,6 +85,9 @@ func (s *Store) Build(ctx context.Context, p Path, opts AddOptions, build BuildF
 		if err == nil {
 			m, err := s.buildLeased(ctx, l, p, opts, refs, build)
 			l.Release()
+			if errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
+				continue // another process took over the object: wait for its result
+			}
 			return m, err
 		}
 		if !errors.Is(err, errLeaseHeld) {

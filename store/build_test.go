@@ -328,3 +328,44 @@ func TestLeaseBreaking(t *testing.T) {
 		t.Fatalf("live foreign lease: %v", err)
 	}
 }
+
+// TestLeaseBreakersOneWins has many contenders break one stale lease at once: exactly one
+// holds the lease afterwards.
+func TestLeaseBreakersOneWins(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		s := openTest(t)
+		p := mustPath(t, DrvFingerprint("race", "race"), "race")
+		rec := `{"host":"elsewhere","pid":1,"started":"2020-01-01T00:00:00Z","expires":"2020-01-01T00:02:00Z","nonce":"stale"}`
+		os.WriteFile(s.leaseFile(p.Digest().String()), []byte(rec), 0o644)
+		const n = 8
+		got := make(chan *Lease, n)
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			go func() {
+				<-start
+				l, _, err := s.tryLease(p.Digest().String(), p, nil)
+				if err != nil {
+					l = nil
+				}
+				got <- l
+			}()
+		}
+		close(start)
+		var holders []*Lease
+		for i := 0; i < n; i++ {
+			if l := <-got; l != nil {
+				holders = append(holders, l)
+			}
+		}
+		owned := 0
+		for _, l := range holders {
+			if l.Check() == nil {
+				owned++
+			}
+		}
+		if len(holders) != 1 || owned != 1 {
+			t.Fatalf("round %d: %d contenders got the lease, %d own it", round, len(holders), owned)
+		}
+		holders[0].Release()
+	}
+}

@@ -611,7 +611,7 @@ func (s *Store) sweepLeftovers(cutoff time.Time, leased map[Digest]bool) {
 		for _, e := range ents {
 			name, full := e.Name(), filepath.Join(dir, e.Name())
 			switch {
-			case strings.HasPrefix(name, ".tmp-") || strings.Contains(name, ".lease.broken-"):
+			case strings.HasPrefix(name, ".tmp-") || strings.Contains(name, ".lease.broken-") || strings.HasSuffix(name, ".lease.break"):
 				if old(full) {
 					os.Remove(full)
 				}

@@ -132,19 +132,39 @@ func (s *Store) tryLease(name string, p Path, refs []string) (*Lease, *LeaseReco
 	return nil, holder, errLeaseHeld
 }
 
-// breakLease renames a stale lease to a tombstone. If the tombstone turns out to hold another
-// record than the one judged stale (a new holder took the lease in between), it is put back.
+// breakLease removes a lease judged stale by renaming it to a unique tombstone. Breakers
+// first take the short-lived break lock <lease>.break (O_CREAT|O_EXCL), then re-read the lease
+// and break it only if it still holds the record judged stale: so a breaker can never take
+// away a lease another process created after the stale one was removed. The caller retries
+// the O_EXCL create afterwards; of several contenders exactly one gets the lease.
 func (s *Store) breakLease(file string, judged *LeaseRecord) error {
-	tomb := file + ".broken-" + randHex(6)
-	if err := os.Rename(file, tomb); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // another breaker won
+	bl := file + ".break"
+	f, err := os.OpenFile(bl, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Another breaker is at work; a break lock left by a crash goes after a TTL.
+			if fi, err := os.Stat(bl); err == nil && s.now().After(fi.ModTime().Add(s.leaseTTL)) {
+				os.Remove(bl)
+			}
+			return nil
 		}
 		return fmt.Errorf("breaking stale lease %s: %w", file, err)
 	}
-	got, _ := readLeaseFile(tomb)
-	if judged != nil && got != nil && got.Nonce != judged.Nonce && !s.stale(got.Host, got.PID, got.Expires) {
-		os.Link(tomb, file) // restore the live lease unless yet another one exists
+	f.Close()
+	defer os.Remove(bl)
+	cur, stale, err := s.leaseStale(file)
+	if err != nil || !stale {
+		return nil // gone, or renewed meanwhile
+	}
+	if (judged == nil) != (cur == nil) || (judged != nil && cur.Nonce != judged.Nonce) {
+		return nil // not the lease we judged: look again
+	}
+	tomb := file + ".broken-" + randHex(6)
+	if err := os.Rename(file, tomb); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("breaking stale lease %s: %w", file, err)
 	}
 	os.Remove(tomb)
 	return nil
