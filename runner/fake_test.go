@@ -210,3 +210,47 @@ func TestFakeCrashMidJob(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestFakeEveryOutputKind(t *testing.T) {
+	f := &fakeComfy{prompt: okPrompt}
+	f.onWS = func(c *websocket.Conn, _ string) { c.Close() }
+	f.history = func(string, int) (any, int) {
+		file := func(name, typ string) map[string]any {
+			return map[string]any{"filename": name, "subfolder": "s", "type": typ}
+		}
+		return map[string]any{
+			"outputs": map[string]any{
+				"10": map[string]any{"images": []any{file("a.webp", "output")}, "animated": []any{true}},
+				"2":  map[string]any{"gifs": []any{map[string]any{"filename": "v.mp4", "subfolder": "", "type": "output", "format": "video/h264-mp4", "frame_rate": 8}}},
+				"3":  map[string]any{"audio": []any{file("t.flac", "output")}},
+				"4":  map[string]any{"text": []any{"first", "second"}},
+				"5":  map[string]any{"images": []any{file("p.png", "temp")}},
+				"6":  map[string]any{"result": []any{"mesh.glb", nil}, "3d": []any{file("mesh.glb", "output")}},
+			},
+			"status": map[string]any{"status_str": "success", "completed": true, "messages": []any{}},
+		}, 200
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c := NewClient(srv.URL)
+	c.PollInterval = 5 * time.Millisecond
+	res, err := c.Run(context.Background(), []byte(oneNode), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range res.Outputs {
+		got = append(got, o.NodeID+":"+o.Filename+":"+o.Kind+":"+o.Mime)
+	}
+	want := []string{
+		"2:v.mp4:video:video/mp4",
+		"3:t.flac:audio:audio/flac",
+		"4:text-4-0.txt:text:text/plain; charset=utf-8",
+		"4:text-4-1.txt:text:text/plain; charset=utf-8",
+		"6:mesh.glb:file:model/gltf-binary",
+		"10:a.webp:image:image/webp",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("outputs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
