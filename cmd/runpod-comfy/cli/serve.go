@@ -65,9 +65,11 @@ Modes:
 
 Environment: RUNPOD_WEBHOOK_GET_JOB, RUNPOD_WEBHOOK_POST_OUTPUT, RUNPOD_WEBHOOK_PING,
 RUNPOD_PING_INTERVAL (ms), RUNPOD_AI_API_KEY, RUNPOD_POD_ID, RUNPOD_POD_HOSTNAME,
-RUNPOD_INIT_TIMEOUT (s), COMFY_VERSION_NAME, OUTPUT_MODE, GCS_BUCKET, GCS_PREFIX, GCS_PROJECT,
-GCS_CREDENTIALS_FILE (or GOOGLE_APPLICATION_CREDENTIALS), GCS_CREDENTIALS_JSON, GCS_ENDPOINT,
-GCS_PUBLIC, COMFY_ORG_API_KEY; for --build-missing also those of build. See docs/runpod.md.`
+RUNPOD_INIT_TIMEOUT (s), COMFY_VERSION_NAME, OUTPUT_MODE, GCS_BUCKET, GCS_PREFIX, GCS_PROJECT
+(or GOOGLE_CLOUD_PROJECT), GCS_CREDENTIALS_FILE (or GOOGLE_APPLICATION_CREDENTIALS),
+GCS_CREDENTIALS_JSON, GCS_PUBLIC, GCS_PUBLIC_BASE_URL, GCS_SIGNED_URL_TTL, GCS_RETRIES,
+GCS_RETRY_BASE_SLEEP, GCS_VALIDATE, GCS_ENDPOINT, COMFY_ORG_API_KEY; for --build-missing also
+those of build (HF_TOKEN, CIVITAI_API_TOKEN, GIT_TOKEN). See docs/runpod.md.`
 
 func newServeCmd(g *Globals) *cobra.Command {
 	o := &ServeOptions{}
@@ -86,7 +88,7 @@ func newServeCmd(g *Globals) *cobra.Command {
 	f.StringVar(&o.TestInput, "test-input", "", "run the one job in FILE ({\"input\": ...}), print the result and exit (1 if it failed)")
 	f.IntVar(&o.APIPort, "api-port", 0, "serve a local test API on this port instead of the RunPod queue")
 	f.StringVar(&o.APIHost, "api-host", "127.0.0.1", "address of the local test API")
-	f.StringVar(&o.OutputMode, "output-mode", envOr("OUTPUT_MODE", worker.OutputBase64), "default output mode: base64 or gcs (default $OUTPUT_MODE, else base64)")
+	f.StringVar(&o.OutputMode, "output-mode", serveEnv("OUTPUT_MODE", worker.OutputBase64), "default output mode: base64 or gcs (default $OUTPUT_MODE, else base64)")
 	f.StringVar(&o.GCSBucket, "gcs-bucket", os.Getenv("GCS_BUCKET"), "default GCS bucket for gcs output and oversized results (default $GCS_BUCKET)")
 	f.StringVar(&o.GCSPrefix, "gcs-prefix", os.Getenv("GCS_PREFIX"), "object name prefix in the bucket; the job id is appended (default $GCS_PREFIX)")
 	f.IntVar(&o.ResponseLimit, "response-limit", worker.DefaultResponseLimit, "largest result body in bytes; larger base64 results go to GCS or fail")
@@ -94,22 +96,22 @@ func newServeCmd(g *Globals) *cobra.Command {
 	f.StringVar(&o.StateDir, "state-dir", filepath.Join(os.TempDir(), "runpod-comfy-worker", "state"), "parent of ComfyUI's per-version state dirs; private to this worker (cleared after each job)")
 	f.StringVar(&o.ModelsDir, "models-dir", "", "extra models directory whose folders (checkpoints, loras, ...) ComfyUI also searches")
 	f.StringArrayVar(&o.ComfyArgs, "comfy-arg", nil, "extra argument for ComfyUI's command line (repeatable), e.g. --comfy-arg=--cpu")
-	f.DurationVar(&o.ReadyTimeout, "ready-timeout", envSeconds("RUNPOD_INIT_TIMEOUT", 7*time.Minute), "how long ComfyUI may take to start (default $RUNPOD_INIT_TIMEOUT s, else 7m)")
+	f.DurationVar(&o.ReadyTimeout, "ready-timeout", serveEnvSeconds("RUNPOD_INIT_TIMEOUT", 7*time.Minute), "how long ComfyUI may take to start (default $RUNPOD_INIT_TIMEOUT s, else 7m)")
 	f.DurationVar(&o.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long the job in hand may still run before it is failed")
 	f.BoolVar(&o.Quiet, "quiet-comfy", false, "do not copy ComfyUI's log to stderr")
 	return cmd
 }
 
-// envOr returns $name, else def.
-func envOr(name, def string) string {
+// serveEnv returns $name, else def.
+func serveEnv(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
 	}
 	return def
 }
 
-// envSeconds returns $name as whole seconds, else def.
-func envSeconds(name string, def time.Duration) time.Duration {
+// serveEnvSeconds returns $name as whole seconds, else def.
+func serveEnvSeconds(name string, def time.Duration) time.Duration {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
 		return time.Duration(n) * time.Second
 	}
@@ -162,7 +164,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	var cfg worker.Config
 	if testDoc == nil && o.APIPort == 0 {
 		var err error
-		if cfg, err = workerConfigFromEnv(log); err != nil {
+		if cfg, err = serveWorkerConfig(log); err != nil {
 			return err
 		}
 	}
@@ -171,7 +173,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	if err != nil {
 		return fmt.Errorf("opening the store at %s: %w", g.Root, err)
 	}
-	gcs, err := gcsOptionsFromEnv(o)
+	gcs, err := serveGCSOptions(o)
 	if err != nil {
 		return usageError(err)
 	}
@@ -199,7 +201,14 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 			if err != nil {
 				return err
 			}
-			_, err = builder.Build(ctx, builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken()})
+			mo, closeGCS, err := modelOptions(ctx, spec)
+			if err != nil {
+				return err
+			}
+			defer closeGCS()
+			_, err = builder.Build(ctx, builder.BuildOptions{
+				Root: g.Root, Spec: spec, GitToken: gitToken(), Models: mo, DownloadJobs: 4, Environ: os.Environ(),
+			})
 			return err
 		}
 	}
@@ -235,8 +244,8 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	return w.Run(ctx)
 }
 
-// workerConfigFromEnv reads the RUNPOD_* variables of the queue protocol.
-func workerConfigFromEnv(log *slog.Logger) (worker.Config, error) {
+// serveWorkerConfig reads the RUNPOD_* variables of the queue protocol.
+func serveWorkerConfig(log *slog.Logger) (worker.Config, error) {
 	cfg := worker.Config{
 		GetJobURL:     os.Getenv("RUNPOD_WEBHOOK_GET_JOB"),
 		PostOutputURL: os.Getenv("RUNPOD_WEBHOOK_POST_OUTPUT"),
@@ -270,24 +279,43 @@ func workerConfigFromEnv(log *slog.Logger) (worker.Config, error) {
 	return cfg, nil
 }
 
-// gcsOptionsFromEnv reads the GCS_* variables for gcs output.
-func gcsOptionsFromEnv(o *ServeOptions) (runner.GCSOptions, error) {
+// serveGCSOptions reads the GCS_* variables for gcs output (the same as run-handler's).
+func serveGCSOptions(o *ServeOptions) (runner.GCSOptions, error) {
 	g := runner.GCSOptions{
 		Bucket:          o.GCSBucket,
 		Prefix:          strings.Trim(o.GCSPrefix, "/"),
-		Project:         os.Getenv("GCS_PROJECT"),
-		CredentialsFile: envOr("GCS_CREDENTIALS_FILE", os.Getenv("GOOGLE_APPLICATION_CREDENTIALS")),
+		Project:         serveEnv("GCS_PROJECT", os.Getenv("GOOGLE_CLOUD_PROJECT")),
+		CredentialsFile: serveEnv("GCS_CREDENTIALS_FILE", os.Getenv("GOOGLE_APPLICATION_CREDENTIALS")),
 		Endpoint:        os.Getenv("GCS_ENDPOINT"),
+		PublicBaseURL:   os.Getenv("GCS_PUBLIC_BASE_URL"),
 	}
 	if j := os.Getenv("GCS_CREDENTIALS_JSON"); j != "" {
 		g.CredentialsJSON = []byte(j)
 	}
-	if v := os.Getenv("GCS_PUBLIC"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return g, fmt.Errorf("GCS_PUBLIC=%q: want true or false", v)
+	for name, dst := range map[string]*bool{"GCS_PUBLIC": &g.Public, "GCS_VALIDATE": &g.Validate} {
+		if v := os.Getenv(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return g, fmt.Errorf("%s=%q: want true or false", name, v)
+			}
+			*dst = b
 		}
-		g.Public = b
+	}
+	if v := os.Getenv("GCS_RETRIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return g, fmt.Errorf("GCS_RETRIES=%q: want a number >= 0", v)
+		}
+		g.Retries = n
+	}
+	for name, dst := range map[string]*time.Duration{"GCS_RETRY_BASE_SLEEP": &g.RetryBaseSleep, "GCS_SIGNED_URL_TTL": &g.SignedURLTTL} {
+		if v := os.Getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return g, fmt.Errorf("%s=%q: want a duration such as 30s or 2h", name, v)
+			}
+			*dst = d
+		}
 	}
 	return g, nil
 }
