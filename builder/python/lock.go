@@ -156,7 +156,7 @@ func ResolveLock(ctx context.Context, spec *specs.Spec, lock, old *specs.Lock, o
 		Env:                PassEnv(opts.Environ),
 	})
 	if err != nil {
-		task.Done("", errors.New("failed"))
+		task.Done("", errors.New("see below"))
 		return nil, err
 	}
 	task.Done(fmt.Sprintf("%d packages pinned", len(pl.Packages)), nil)
