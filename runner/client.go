@@ -243,10 +243,19 @@ func (c *Client) Run(ctx context.Context, workflow json.RawMessage, opts RunOpti
 			res.Polled = true
 		}
 	}
+	// A slow safety poll, in case the socket stays up but the completion event never comes
+	// (a proxy or an odd ComfyUI that drops per-prompt events).
+	safety := time.NewTicker(5 * time.Second)
+	defer safety.Stop()
 	var entry *HistoryEntry
 wait:
 	for {
 		select {
+		case <-safety.C:
+			if e, err := c.History(ctx, res.PromptID); err == nil && e != nil {
+				entry = e
+				break wait
+			}
 		case <-ctx.Done():
 			ictx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = c.Interrupt(ictx, res.PromptID)

@@ -47,14 +47,18 @@ func commandLine(root string, m *specs.Manifest, dirs StateDirs, env map[string]
 		if err != nil {
 			return nil, err
 		}
+		main := filepath.Join(root, "comfyui", "main.py")
 		python := filepath.Join(root, "venv", "bin", "python")
-		if _, err := os.Stat(python); err != nil {
-			python = env["COMFY_PYTHON"]
-			if python == "" {
-				python = "python3"
-			}
+		switch _, err := os.Stat(python); {
+		case err == nil:
+			argv = []string{python, main}
+		case env["COMFY_PYTHON"] != "":
+			argv = []string{env["COMFY_PYTHON"], main}
+		default:
+			// As the launcher does: $COMFY_PYTHON of the child's environment, else python3.
+			argv = []string{"/bin/sh", "-c", `exec "${COMFY_PYTHON:-python3}" "$@"`, "comfyui", main}
 		}
-		argv = []string{python, filepath.Join(root, "comfyui", "main.py"), "--extra-model-paths-config", yaml}
+		argv = append(argv, "--extra-model-paths-config", yaml)
 	} else {
 		if err := clearCustomNodes(dirs.CustomNodes, nil); err != nil {
 			return nil, err
