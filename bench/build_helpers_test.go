@@ -6,8 +6,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
+
+// buildCPUTime is the CPU time (user + system) used so far by this process and its waited-for
+// children (git): less sensitive than wall time to other work on a shared machine.
+func buildCPUTime() time.Duration {
+	var self, kids syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+}
 
 // gitRun runs git in dir with a fixed identity and returns its trimmed output.
 func gitRun(tb testing.TB, dir string, args ...string) string {
