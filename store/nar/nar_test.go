@@ -2,7 +2,9 @@ package nar
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -172,4 +174,34 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("round trip differs:\n in  %x\n out %x", data, b.Bytes())
 		}
 	})
+}
+
+func TestHashFilesLargeFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	os.Mkdir(dir, 0o755)
+	big := make([]byte, 3<<20+12345)
+	for i := range big {
+		big[i] = byte(i * 7 / 3)
+	}
+	os.WriteFile(filepath.Join(dir, "big.so"), big, 0o755)
+	os.WriteFile(filepath.Join(dir, "small.py"), []byte("x = 1\n"), 0o644)
+	h, n, files, err := HashFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, n2, _ := Hash(dir)
+	if h != h2 || n != n2 {
+		t.Errorf("HashFiles %s %d, Hash %s %d", h, n, h2, n2)
+	}
+	sum := sha256.Sum256(big)
+	small := sha256.Sum256([]byte("x = 1\n"))
+	want := map[string]string{"big.so": hex.EncodeToString(sum[:]), "small.py": hex.EncodeToString(small[:])}
+	for _, f := range files {
+		if w, ok := want[f.Path]; ok && f.SHA256 != w {
+			t.Errorf("%s: sha256 %s, want %s", f.Path, f.SHA256, w)
+		}
+		if f.Path == "big.so" && (f.Type != "executable" || f.Size != int64(len(big))) {
+			t.Errorf("big.so listed as %+v", f)
+		}
+	}
 }

@@ -44,6 +44,7 @@ type dumper struct {
 	files *[]File
 	fh    hash.Hash
 	jobs  chan *prefetch
+	buf2  []byte // second buffer of copyTwoHashes
 }
 
 // Small files are read ahead by a few goroutines while the dumper serialises and hashes in
@@ -300,7 +301,11 @@ func (d *dumper) contents(path, rel string, size int64, exec bool, data []byte) 
 			return fmt.Errorf("nar: %w", err)
 		}
 		defer f.Close()
-		n, err = io.CopyBuffer(dst, io.LimitReader(f, size), d.buf)
+		if d.fh != nil && size > prefetchMax {
+			n, err = d.copyTwoHashes(f, size)
+		} else {
+			n, err = io.CopyBuffer(dst, io.LimitReader(f, size), d.buf)
+		}
 		d.n += n
 		if err != nil {
 			return fmt.Errorf("nar: reading %s: %w", path, err)
@@ -317,6 +322,58 @@ func (d *dumper) contents(path, rel string, size int64, exec bool, data []byte) 
 		*d.files = append(*d.files, File{Path: rel, Type: typ, Size: size, SHA256: hex.EncodeToString(d.fh.Sum(nil))})
 	}
 	return d.pad(size)
+}
+
+// copyTwoHashes copies a large file into the NAR stream while a second goroutine computes
+// the file's own sha256 from the same buffers, so the two hashes use both cores. Two buffers
+// alternate; one is never refilled before the file hasher is done with it.
+func (d *dumper) copyTwoHashes(f *os.File, size int64) (int64, error) {
+	if d.buf2 == nil {
+		d.buf2 = make([]byte, len(d.buf))
+	}
+	bufs := [2][]byte{d.buf, d.buf2}
+	work := make(chan []byte, 2)
+	ack := make(chan struct{}, 2)
+	go func() {
+		for b := range work {
+			d.fh.Write(b)
+			ack <- struct{}{}
+		}
+	}()
+	inflight := 0
+	defer func() {
+		close(work)
+		for ; inflight > 0; inflight-- {
+			<-ack
+		}
+	}()
+	var n int64
+	for i := 0; n < size; i ^= 1 {
+		if inflight == 2 {
+			<-ack
+			inflight--
+		}
+		b := bufs[i]
+		if left := size - n; left < int64(len(b)) {
+			b = b[:left]
+		}
+		m, err := io.ReadFull(f, b)
+		if m > 0 {
+			work <- b[:m]
+			inflight++
+			if _, werr := d.w.Write(b[:m]); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+		}
+		if err != nil {
+			if err == io.ErrUnexpectedEOF || err == io.EOF {
+				return n, nil // short: the caller reports the change of size
+			}
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // HashString formats a sha256 sum as "sha256:<nix32>".
