@@ -86,9 +86,9 @@ func runHelper(role, root, arg string) error {
 				return err
 			}
 		}
-	case "add-once": // add one object; the build leaves a marker file per call
+	case "add-once", "add-once-final": // add one object; the build leaves a marker file per call
 		p, _ := PathFor(DrvFingerprint("shared", "shared"), "shared")
-		m, err := s.Build(ctx, p, AddOptions{Kind: "test"}, func(ctx context.Context, out string) error {
+		m, err := s.Build(ctx, p, AddOptions{Kind: "test", AtFinalPath: role == "add-once-final"}, func(ctx context.Context, out string) error {
 			f, err := os.CreateTemp(arg, "build-")
 			if err != nil {
 				return err
@@ -116,7 +116,9 @@ func runHelper(role, root, arg string) error {
 			}
 			fmt.Println("rebuilt old")
 		}
-		if _, err := s.Build(ctx, nw, AddOptions{Kind: "root", References: []Path{old}}, newFn); err != nil {
+		// At the final path: while it builds, an object without metadata sits in the store,
+		// and GC (grace 0) must recognise it as leased, not as debris.
+		if _, err := s.Build(ctx, nw, AddOptions{Kind: "root", References: []Path{old}, AtFinalPath: true}, newFn); err != nil {
 			return err
 		}
 		_, err = s.SetRoot("new", nw)
@@ -256,16 +258,22 @@ func hashOf(t *testing.T, fn BuildFunc) (string, int64, error) {
 	return nar.Hash(out)
 }
 
-// TestFourProcessesAddOnce starts four processes adding the same object at once: it is built
-// exactly once and all four get it.
+// TestFourProcessesAddOnce starts four processes adding the same object at once, built in
+// staging and then at its final path: it is built exactly once and all four get it.
 func TestFourProcessesAddOnce(t *testing.T) {
+	for _, role := range []string{"add-once", "add-once-final"} {
+		t.Run(role, func(t *testing.T) { fourAddOnce(t, role) })
+	}
+}
+
+func fourAddOnce(t *testing.T, role string) {
 	root := t.TempDir()
 	markers := t.TempDir()
 	var wg sync.WaitGroup
 	outs := make([]string, 4)
 	errs := make([]error, 4)
 	for i := range outs {
-		cmd := helperCmd(t, "add-once", root, markers)
+		cmd := helperCmd(t, role, root, markers)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
