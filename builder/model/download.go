@@ -42,11 +42,12 @@ type Result struct {
 	NarSize int64
 }
 
-// MismatchError is a download whose bytes do not match the expected checksum or size. The
-// bytes are discarded: they never enter the store.
+// MismatchError is a download whose bytes do not match the expected checksum. The bytes are
+// discarded: they never enter the store. In a build the scheduler's error names the model and
+// its spec line around it; callers outside a build may fill Model and Pos.
 type MismatchError struct {
-	Model    string    // the model's target, when known
-	Pos      specs.Pos // the spec line, when known
+	Model    string    // the model's target, when set by the caller
+	Pos      specs.Pos // the spec line, when set by the caller
 	Source   string    // redacted
 	Expected string
 	Actual   string
@@ -60,6 +61,8 @@ func (e *MismatchError) Error() string {
 			fmt.Fprintf(&b, " (%s)", p)
 		}
 		b.WriteString(": ")
+	} else if p := e.Pos.String(); p != "" {
+		b.WriteString(p + ": ")
 	}
 	fmt.Fprintf(&b, "checksum mismatch for %s: expected %s, got %s; the downloaded bytes were discarded", e.Source, e.Expected, e.Actual)
 	return b.String()

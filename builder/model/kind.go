@@ -2,11 +2,9 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
@@ -141,12 +139,9 @@ func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Deriva
 		return err
 	}
 	bc.Task.Status("fetching " + src.Redacted())
+	// Errors are wrapped by the scheduler with d.Where(): the model's target and spec line.
 	res, err := b.fetcher.Fetch(ctx, src, Want{Checksum: c, Size: p.Size}, out, bc.Task)
 	if err != nil {
-		var mm *MismatchError
-		if errors.As(err, &mm) {
-			mm.Model, mm.Pos = strings.TrimPrefix(d.Label, "model "), d.Pos
-		}
 		return err
 	}
 	if res.NarHash != "" && bc.Store != nil {

@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
 )
 
 // A partial is a download in progress: the bytes received so far in "<key>.part" and a

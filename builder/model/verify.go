@@ -217,7 +217,7 @@ func verifyOne(ctx context.Context, opts VerifyOptions, ml specs.ModelLock) Veri
 		if _, err := opts.Fetcher.Fetch(ctx, src, Want{Checksum: want, Size: ml.Size}, tmp, task); err != nil {
 			var mm *MismatchError
 			if errors.As(err, &mm) {
-				mm.Model, mm.Pos = ml.Target, pos
+				mm.Pos = pos // the status names the target
 			}
 			return fail(err)
 		}
