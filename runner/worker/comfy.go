@@ -84,7 +84,8 @@ type ComfyHandler struct {
 	version  string
 	rootPath store.Path
 	// lastVersion is the version of the last start, kept after a crash so Ready restarts it.
-	lastVersion string
+	lastVersion   string
+	saidNoDefault bool
 	tempRoot    *store.TempRoot
 	started     time.Duration // how long the last start took
 }
@@ -132,7 +133,10 @@ func (h *ComfyHandler) Ready(ctx context.Context) error {
 		version = h.o.DefaultVersion
 	}
 	if version == "" {
-		h.log.Info("no default version: ComfyUI starts with the first job's version_id")
+		if !h.saidNoDefault {
+			h.log.Info("no default version: ComfyUI starts with the first job's version_id")
+			h.saidNoDefault = true
+		}
 		return nil
 	}
 	_, err := h.ensure(ctx, version)
