@@ -320,3 +320,34 @@ func TestCheckPip(t *testing.T) {
 		}
 	}
 }
+
+// TestExplain reads pip's output for a conflict through a dependency with extras and for a
+// spec constraint.
+func TestExplain(t *testing.T) {
+	requires := []Requirement{
+		{Text: "alpha[fast]>=1", Name: "alpha", Origin: Origin{Node: "A", File: "custom_nodes/A/requirements.txt", Line: 4}},
+		{Text: "numpy>=2", Name: "numpy", Origin: Origin{Node: "B", File: "custom_nodes/B/requirements.txt", Line: 1}},
+	}
+	constraints := []Requirement{{Text: "numpy<3", Name: "numpy", Origin: Origin{File: fileSpec, Field: "python.constraints[0]"}}}
+	out := `ERROR: Cannot install -r /tmp/x/requirements.txt (line 1) and -r /tmp/x/requirements.txt (line 2) because these package versions have conflicting dependencies.
+
+The conflict is caused by:
+    alpha[fast] 1.0 depends on numpy<2
+    The user requested numpy>=2
+    The user requested (constraint) numpy<3
+
+To fix this you could try to:
+ERROR: ResolutionImpossible: for help visit https://pip.pypa.io
+`
+	err := explain(out, requires, constraints, "/tmp/x/requirements.txt", "/tmp/x/constraints.txt")
+	want := `resolving Python requirements failed: requirements conflict
+  numpy:
+    node "A" wants alpha[fast]>=1 (custom_nodes/A/requirements.txt:4), and alpha[fast] 1.0 depends on numpy<2
+    node "B" wants numpy>=2 (custom_nodes/B/requirements.txt:1)
+    the spec constrains to numpy<3 (spec:python.constraints[0])
+  pip said:
+    Cannot install custom_nodes/A/requirements.txt:4 and custom_nodes/B/requirements.txt:1 because these package versions have conflicting dependencies.`
+	if diff := cmp.Diff(want, err.Error()); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+}

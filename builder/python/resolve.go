@@ -454,7 +454,7 @@ func explain(output string, requires, constraints []Requirement, reqPath, consPa
 				continue
 			}
 			if m := dependsOnRe.FindStringSubmatch(line); m != nil {
-				name, parent := nameOf(m[3]), Normalize(m[1])
+				name, parent := nameOf(m[3]), nameOf(m[1])
 				via := fmt.Sprintf("%s %s depends on %s", m[1], m[2], m[3])
 				ws := direct(parent)
 				if len(ws) == 0 {
