@@ -33,7 +33,8 @@ type FindOptions struct {
 	// ComfyPython is the spec's env.COMFY_PYTHON, used when Version is empty: a path or a
 	// command name.
 	ComfyPython string
-	// PathList is the PATH to search (os.PathListSeparator-separated). Empty means /usr/bin:/bin.
+	// PathList is the PATH to search (os.PathListSeparator-separated). Empty means
+	// /usr/local/bin:/usr/bin:/bin.
 	PathList string
 	// Env is the environment the probe runs with (pyenv shims need theirs); the probe itself
 	// ignores PYTHON* variables.
@@ -78,7 +79,7 @@ func lookPath(cmd, pathList string) (string, error) {
 		return filepath.Abs(cmd)
 	}
 	if pathList == "" {
-		pathList = "/usr/bin:/bin"
+		pathList = "/usr/local/bin:/usr/bin:/bin"
 	}
 	for _, dir := range filepath.SplitList(pathList) {
 		if dir == "" || !filepath.IsAbs(dir) {
