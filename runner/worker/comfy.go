@@ -86,8 +86,8 @@ type ComfyHandler struct {
 	// lastVersion is the version of the last start, kept after a crash so Ready restarts it.
 	lastVersion   string
 	saidNoDefault bool
-	tempRoot    *store.TempRoot
-	started     time.Duration // how long the last start took
+	tempRoot      *store.TempRoot
+	started       time.Duration // how long the last start took
 }
 
 var _ Handler = (*ComfyHandler)(nil)
