@@ -89,3 +89,31 @@ func TestTokenNeverStored(t *testing.T) {
 		t.Errorf("error %v: want unreachable without the token", err)
 	}
 }
+
+func TestSpecChangeResolvesOnlyWhatChanged(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	m := git.NewMirrors(filepath.Join(t.TempDir(), "git"), "")
+	spec := f.spec("partial")
+	lock, err := Resolve(ctx, spec, nil, ResolveOptions{Git: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ComfyUI's remote disappears; node-a's spec changes from a tag to the branch. Resolving
+	// again must reuse ComfyUI's pin (no network for it) and resolve only node-a.
+	if err := os.Rename(f.comfy, f.comfy+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	moved := commitFiles(t, f.nodeA, map[string]string{"new.py": "\n"}, "new")
+	spec.CustomNodes[0].Ref = "main"
+	again, err := Resolve(ctx, spec, lock, ResolveOptions{Git: m})
+	if err != nil {
+		t.Fatalf("re-resolving after a spec change touched an unchanged entry: %v", err)
+	}
+	if again.Comfy.Commit != lock.Comfy.Commit || again.CustomNodes[0].Commit != moved || again.CustomNodes[1] != lock.CustomNodes[1] {
+		t.Errorf("comfy %s (was %s), node-a %s (want %s)", again.Comfy.Commit, lock.Comfy.Commit, again.CustomNodes[0].Commit, moved)
+	}
+	if again.SpecHash == lock.SpecHash {
+		t.Error("spec hash did not change with the spec")
+	}
+}
