@@ -28,9 +28,17 @@
 //	func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error)
 //	func Realise(ctx context.Context, nodes []*drv.Derivation, opts RealiseOptions) (*Realised, error)
 //	func Rollback(ctx context.Context, root, id string, to int) (store.Path, error)
+//	// LoadPlan is EnsureLock + NewPlan with the store, for `plan`; Plan.Describe lists the nodes.
+//	func LoadPlan(ctx context.Context, opts BuildOptions) (*Plan, *store.Store, error)
+//	// CheckRoot is the post-build check: ComfyUI and every node linked at its pinned commit.
+//	func CheckRoot(s *store.Store, root store.Path, lock *specs.Lock) []NodeStatus
 //
 // BuildResult.Root is the root's store.Path and BuildResult.Dir its absolute path
-// (ROOT/store/<digest>-comfy-<id>); BuildResult.Link is ROOT/builds/comfy-<id>.
+// (ROOT/store/<digest>-comfy-<id>); BuildResult.Link is ROOT/builds/comfy-<id>. Build returns
+// a *BuildError when objects failed, a *ResolveError (joined) when refs could not be pinned,
+// and an error wrapping context.Canceled when ctx was cancelled. The lock file defaults to
+// LockPath(root, id) = ROOT/cache/runpod-comfy/resolved/<id>.lock.json; git mirrors live in
+// MirrorDir(root) = ROOT/cache/runpod-comfy/git.
 //
 // # Hook points for the other kinds (MODELS, PYTHON, CACHE)
 //
