@@ -286,6 +286,14 @@ func TestComfyWorker(t *testing.T) {
 		}
 	}
 	e.q.checkRequests(t)
+
+	// Close stops ComfyUI and releases the temporary root.
+	if err := e.h.Close(context.Background()); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if roots := tempRoots(t, e.root); roots != "" {
+		t.Errorf("temporary roots left after Close: %s", roots)
+	}
 }
 
 // checkOutputs checks a successful output: n images in worker-comfyui's list, every output

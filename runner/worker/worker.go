@@ -374,9 +374,6 @@ func (w *Worker) runJob(ctx context.Context, job *Job) error {
 		log.Info("job stopped by the platform; no result posted", "elapsed", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	if herr == nil && res.Error == "" && context.Cause(jctx) == ErrShutdown {
-		res = Result{Error: "worker shutting down: the job was interrupted"}
-	}
 	w.postFinal(context.WithoutCancel(ctx), job, res, herr)
 	log.Info("job finished", "failed", herr != nil || res.Error != "", "elapsed", time.Since(start).Round(time.Millisecond))
 	if res.StopPod {
