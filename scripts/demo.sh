@@ -51,6 +51,34 @@ head -n 3 "$root/bin/comfyui"
 echo "..."
 tail -n 1 "$root/bin/comfyui"
 
+step "Running ComfyUI (the stand-in) from the read-only root, its writes redirected to $demo/state"
+state=$demo/state
+mkdir -p "$state/input" "$state/output" "$state/user"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+COMFY_PYTHON=python3 "$demo/root/builds/comfy-demo/bin/comfyui" --listen 127.0.0.1 --port "$port" \
+	--output-directory "$state/output" --input-directory "$state/input" --temp-directory "$state" \
+	--user-directory "$state/user" --database-url "sqlite:///$state/user/comfyui.db" >"$state/comfyui.log" 2>&1 &
+comfy_pid=$!
+trap 'kill "$comfy_pid" 2>/dev/null || true' EXIT
+python3 - "$port" <<'PY'
+import json, sys, time, urllib.request
+url = "http://127.0.0.1:%s/object_info" % sys.argv[1]
+for _ in range(200):
+    try:
+        nodes = json.load(urllib.request.urlopen(url, timeout=2))
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("ComfyUI did not start: see the log")
+print("nodes served:", ", ".join(sorted(nodes)))
+print("HelloText (from custom_nodes/hello-node, found through extra_model_paths.yaml):",
+      "yes" if "HelloText" in nodes else "NO")
+PY
+kill "$comfy_pid"
+wait "$comfy_pid" 2>/dev/null || true
+trap - EXIT
+
 step "What gc would delete (nothing: the root and its closure are live)"
 if "$bin" gc --help >/dev/null 2>&1; then
 	rc gc --dry-run
