@@ -228,7 +228,18 @@ func diffFiles(recorded, current []nar.File) []string {
 	return out
 }
 
+// RepairChecker is optionally implemented by a Repairer that can tell beforehand whether it
+// knows how to make an object again; a broken object it cannot make is left in place (still
+// reported) rather than removed.
+type RepairChecker interface {
+	CanRepair(p Path) bool
+}
+
 func (s *Store) repair(ctx context.Context, r Repairer, m *Meta, p *Problem) {
+	if c, ok := r.(RepairChecker); ok && !c.CanRepair(m.Path) {
+		p.RepairError = "no known version makes this object: left as it is"
+		return
+	}
 	os.Remove(s.metaFile(m.Path.Digest()))
 	os.Remove(s.filesFile(m.Path.Digest()))
 	if err := s.trash(s.Abs(m.Path)); err != nil {

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/runpod-comfy/runpod-comfy/builder"
+	"github.com/runpod-comfy/runpod-comfy/lang"
+	"github.com/runpod-comfy/runpod-comfy/specs"
+	"github.com/runpod-comfy/runpod-comfy/store"
+)
+
+// The builder makes broken objects again for `store verify --repair`, from every version in
+// --versions-dir that has a lock on this volume.
+func init() {
+	storeRepairer = func(ctx context.Context, g *Globals) (store.Repairer, error) {
+		ids, err := listVersions(g.VersionsDir)
+		if err != nil {
+			return nil, err
+		}
+		var versions []*specs.Spec
+		all := &specs.Spec{}
+		for _, id := range ids {
+			s, _, err := lang.LoadVersion(ctx, g.VersionsDir, id, lang.Options{VersionsDir: g.VersionsDir})
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "--repair: skipping version %s: %v\n", id, err)
+				continue
+			}
+			versions = append(versions, s)
+			all.Models = append(all.Models, s.Models...)
+		}
+		// The GCS client (only made when a model comes from gs://) lives until the command ends.
+		mo, _, err := modelOptions(ctx, all)
+		if err != nil {
+			return nil, err
+		}
+		return builder.NewRepairer(builder.BuildOptions{
+			Root:     g.Root,
+			GitToken: gitToken(),
+			Environ:  os.Environ(),
+			Models:   mo,
+		}, versions)
+	}
+}
