@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 func TestCheckDeterministic(t *testing.T) {
@@ -144,5 +145,39 @@ func TestDiffTreesLines(t *testing.T) {
 	lines := d[3].Lines
 	if len(lines) != 2 || lines[0] != (LineDiff{2, "two", "2"}) || lines[1] != (LineDiff{4, "", "four"}) {
 		t.Errorf("line differences %+v", lines)
+	}
+}
+
+// TestCheckWithModel: models are fixed by content, verified in the store and hard-linked into
+// the scratch store, never fetched again: the source may even be gone.
+func TestCheckWithModel(t *testing.T) {
+	f := newFixture(t)
+	root := filepath.Join(t.TempDir(), "root")
+	src := filepath.Join(t.TempDir(), "tiny.safetensors")
+	if err := os.WriteFile(src, []byte("not really weights\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := f.spec("demo")
+	spec.Models = []specs.Model{{Source: src, TargetSubdir: "checkpoints"}}
+	ctx := context.Background()
+	opts := BuildOptions{Root: root, Spec: spec, Jobs: 2}
+	if _, err := Build(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(src)
+	rep, err := Check(ctx, CheckOptions{BuildOptions: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("check failed: %+v", rep)
+	}
+	for _, o := range rep.Objects {
+		if o.Kind == drv.KindModel {
+			t.Errorf("model %s was rebuilt; it is fixed by content", o.Path)
+		}
+	}
+	if rep.Verify.Checked != len(rep.Objects)+1 {
+		t.Errorf("verify checked %d objects, want the %d rebuilt ones and the model", rep.Verify.Checked, len(rep.Objects))
 	}
 }
