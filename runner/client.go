@@ -62,7 +62,8 @@ type RunOptions struct {
 	// each, so that an identical resubmission is not served from ComfyUI's cache with the
 	// names of old files.
 	KeepPrefix bool
-	// IncludeTemp also returns outputs of type temp (previews).
+	// IncludeTemp also returns outputs of type temp (previews) when the job saved files;
+	// previews are always returned when they are all it made.
 	IncludeTemp bool
 	// Exited, when closed, ends the job with ErrComfyExited (pass Process.Exited()).
 	Exited <-chan struct{}
@@ -593,14 +594,21 @@ type fileRef struct {
 }
 
 // collect fetches every output of a history entry: each list entry with a filename through
-// /view, and each string of a "text" list as a text output.
+// /view, and each string of a "text" list as a text output. Previews (type temp) are left out
+// when the job saved files of its own, unless includeTemp.
 func (c *Client) collect(ctx context.Context, promptID string, e *HistoryEntry, cached map[string]bool, includeTemp bool) ([]*Output, error) {
+	type item struct {
+		node string
+		text *Output
+		ref  fileRef
+	}
 	ids := make([]string, 0, len(e.Outputs))
 	for id := range e.Outputs {
 		ids = append(ids, id)
 	}
 	sortNodeIDs(ids)
-	var outs []*Output
+	var items []item
+	saved := false
 	for _, id := range ids {
 		keys := make([]string, 0, len(e.Outputs[id]))
 		for k := range e.Outputs[id] {
@@ -608,14 +616,14 @@ func (c *Client) collect(ctx context.Context, promptID string, e *HistoryEntry, 
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			var items []json.RawMessage
-			if json.Unmarshal(e.Outputs[id][k], &items) != nil {
+			var list []json.RawMessage
+			if json.Unmarshal(e.Outputs[id][k], &list) != nil {
 				continue
 			}
-			for i, it := range items {
+			for i, it := range list {
 				var text string
 				if k == "text" && json.Unmarshal(it, &text) == nil {
-					outs = append(outs, textOutput(id, i, text))
+					items = append(items, item{node: id, text: textOutput(id, i, text)})
 					continue
 				}
 				var ref fileRef
@@ -625,19 +633,28 @@ func (c *Client) collect(ctx context.Context, promptID string, e *HistoryEntry, 
 				if ref.Type == "" {
 					ref.Type = "output"
 				}
-				if ref.Type == "temp" && !includeTemp {
-					continue
-				}
-				o, err := c.fetch(ctx, id, ref)
-				if err != nil {
-					if errors.Is(err, errNotFound) && cached[id] {
-						return nil, fmt.Errorf("job %s: output %s of node %s is gone: ComfyUI served the node from its cache, naming a file of an earlier job that was deleted (resubmit with a unique filename_prefix, the default)", promptID, ref.Filename, id)
-					}
-					return nil, fmt.Errorf("job %s: %w", promptID, err)
-				}
-				outs = append(outs, o)
+				saved = saved || ref.Type != "temp"
+				items = append(items, item{node: id, ref: ref})
 			}
 		}
+	}
+	var outs []*Output
+	for _, it := range items {
+		if it.text != nil {
+			outs = append(outs, it.text)
+			continue
+		}
+		if it.ref.Type == "temp" && saved && !includeTemp {
+			continue
+		}
+		o, err := c.fetch(ctx, it.node, it.ref)
+		if err != nil {
+			if errors.Is(err, errNotFound) && cached[it.node] {
+				return nil, fmt.Errorf("job %s: output %s of node %s is gone: ComfyUI served the node from its cache, naming a file of an earlier job that was deleted (resubmit with a unique filename_prefix, the default)", promptID, it.ref.Filename, it.node)
+			}
+			return nil, fmt.Errorf("job %s: %w", promptID, err)
+		}
+		outs = append(outs, o)
 	}
 	return outs, nil
 }

@@ -77,7 +77,7 @@
 //		PromptID    string          // default a new lowercase UUID
 //		ClientID    string          // default a new UUID
 //		KeepPrefix  bool            // do not make filename_prefix unique (see the cache gotcha)
-//		IncludeTemp bool            // also return outputs of type temp (previews)
+//		IncludeTemp bool            // previews (type temp) too, even when the job saved files
 //		Exited      <-chan struct{} // when closed the run fails with ErrComfyExited
 //	}
 //	type InputImage struct{ Name, Image string } // Image: base64, data URI or http(s) URL

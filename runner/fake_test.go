@@ -238,6 +238,9 @@ func TestFakeEveryOutputKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if temp := textOf(res.Outputs, "p.png"); temp {
+		t.Error("a preview was returned beside saved files")
+	}
 	var got []string
 	for _, o := range res.Outputs {
 		got = append(got, o.NodeID+":"+o.Filename+":"+o.Kind+":"+o.Mime)
@@ -252,5 +255,36 @@ func TestFakeEveryOutputKind(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("outputs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func textOf(outs []*Output, name string) bool {
+	for _, o := range outs {
+		if o.Filename == name {
+			return true
+		}
+	}
+	return false
+}
+
+func TestFakePreviewsOnly(t *testing.T) {
+	f := &fakeComfy{prompt: okPrompt}
+	f.onWS = func(c *websocket.Conn, _ string) { c.Close() }
+	f.history = func(string, int) (any, int) {
+		return map[string]any{
+			"outputs": map[string]any{"5": map[string]any{"images": []any{map[string]any{"filename": "ComfyUI_temp_abcde_00001_.png", "subfolder": "", "type": "temp"}}}},
+			"status":  map[string]any{"status_str": "success", "completed": true, "messages": []any{}},
+		}, 200
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c := NewClient(srv.URL)
+	c.PollInterval = 5 * time.Millisecond
+	res, err := c.Run(context.Background(), []byte(oneNode), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Outputs) != 1 || res.Outputs[0].Type != "temp" {
+		t.Errorf("a job that only previews returns its previews: %+v", res.Outputs)
 	}
 }
