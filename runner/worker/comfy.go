@@ -207,7 +207,7 @@ func (h *ComfyHandler) ensure(ctx context.Context, version string) (*runner.Proc
 	if h.proc != nil {
 		h.log.Info("switching ComfyUI", "from", h.version, "to", version)
 	}
-	if err := h.stopLocked(ctx); err != nil {
+	if err := h.stopLocked(context.WithoutCancel(ctx)); err != nil { // a job deadline must not cut a stop short
 		h.log.Warn("stopping ComfyUI", "err", err)
 	}
 	tr, err := h.o.Store.AddTempRoot(h.life, []store.Path{rp})
