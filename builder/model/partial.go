@@ -219,8 +219,10 @@ func (p *partial) discard() {
 	p.lock.release()
 }
 
-// chunkSize is the unit of the copy pipeline.
-const chunkSize = 1 << 20
+// chunkSize is the unit of the copy pipeline: small enough that a chunk is still in the CPU's
+// cache when the hashes and the file write read it (1 MiB chunks measured half as fast), with
+// about 2 MiB in flight.
+const chunkSize = 256 << 10
 
 // copyFrom appends r to the partial, hashing every byte in the same pass: one goroutine reads
 // from the network while another writes the previous chunk to the file and feeds the hashes
@@ -231,11 +233,12 @@ func (p *partial) copyFrom(ctx context.Context, r io.Reader, onBytes func(offset
 	if p.nar != nil {
 		hashers = append(hashers, p.nar)
 	}
-	free := make(chan []byte, 4)
-	for range 4 {
+	nbuf := max(4, (2<<20)/chunkSize) // about 2 MiB in flight
+	free := make(chan []byte, nbuf)
+	for range nbuf {
 		free <- make([]byte, chunkSize)
 	}
-	full := make(chan []byte, 3)
+	full := make(chan []byte, nbuf-1)
 	var (
 		werr    error
 		failed  atomic.Bool
