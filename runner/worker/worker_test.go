@@ -2,6 +2,8 @@ package worker
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -544,4 +547,34 @@ func TestLocalAPI(t *testing.T) {
 		t.Errorf("no input: %d", code)
 	}
 	close(gate)
+}
+
+// TestTakeGzip checks that a job-take answer compressed as Accept-Encoding allows is decoded
+// (Go decodes only what it asked for itself).
+func TestTakeGzip(t *testing.T) {
+	for _, enc := range []string{"gzip", "deflate"} {
+		var buf bytes.Buffer
+		var zw io.WriteCloser
+		if enc == "gzip" {
+			zw = gzip.NewWriter(&buf)
+		} else {
+			zw = zlib.NewWriter(&buf)
+		}
+		io.WriteString(zw, `{"id":"z1","input":{"a":"é"}}`)
+		zw.Close()
+		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			rw.Header().Set("Content-Type", "application/json")
+			rw.Header().Set("Content-Encoding", enc)
+			rw.Write(buf.Bytes())
+		}))
+		w, err := New(Config{GetJobURL: srv.URL + "/job-take/$ID", PostOutputURL: srv.URL + "/done/$ID", WorkerID: "w", Logger: testLogger(t)}, funcHandler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs := w.take(context.Background())
+		srv.Close()
+		if len(jobs) != 1 || jobs[0].ID != "z1" || string(jobs[0].Input) != `{"a":"é"}` {
+			t.Errorf("%s: jobs %+v", enc, jobs)
+		}
+	}
 }
