@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseInput(t *testing.T) {
+	wf := `{"1": {"class_type": "EmptyImage", "inputs": {}}}`
+	ok := []struct {
+		name, in string
+		want     Input
+		warnings []string
+	}{
+		{"object", `{"workflow": ` + wf + `, "version_id": "v1", "timeout_s": 2.5, "output_mode": "gcs", "gcs_bucket": "b", "gcs_prefix": "p"}`,
+			Input{VersionID: "v1", Workflow: json.RawMessage(wf), TimeoutS: 2.5, OutputMode: "gcs", GCSBucket: "b", GCSPrefix: "p"}, nil},
+		{"input and workflow as JSON strings", mustString(`{"workflow": ` + mustString(wf) + `}`),
+			Input{Workflow: json.RawMessage(wf)}, nil},
+		{"worker-comfyui images", `{"workflow": ` + wf + `, "images": [{"name": "a.png", "image": "data:image/png;base64,AAAA"}], "comfy_org_api_key": "k"}`,
+			Input{Workflow: json.RawMessage(wf), Images: []InputImage{{Name: "a.png", Image: "data:image/png;base64,AAAA"}}, ComfyOrgAPIKey: "k"}, nil},
+		{"workflow_url and input_images", `{"workflow_url": "https://x/wf.json", "input_images": {"b.png": "https://x/b.png"}, "extra": 1, "another": 2}`,
+			Input{WorkflowURL: "https://x/wf.json", InputImages: map[string]string{"b.png": "https://x/b.png"}},
+			[]string{`input field "another" is not used`, `input field "extra" is not used`}},
+	}
+	for _, c := range ok {
+		got, warnings, err := ParseInput(json.RawMessage(c.in))
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if d := cmp.Diff(c.want, *got); d != "" {
+			t.Errorf("%s (-want +got):\n%s", c.name, d)
+		}
+		if d := cmp.Diff(c.warnings, warnings); d != "" {
+			t.Errorf("%s warnings (-want +got):\n%s", c.name, d)
+		}
+	}
+	bad := []struct{ in, want string }{
+		{`[1]`, "input must be a JSON object"},
+		{`"not json"`, "input must be a JSON object (or a JSON string holding one)"},
+		{`{}`, "workflow: missing: give workflow (API format"},
+		{`{"workflow": {"nodes": [], "links": []}}`, "workflow: this is a UI-format workflow; export it with Workflow > Export (API)"},
+		{`{"workflow": {}}`, "workflow: has no nodes"},
+		{`{"workflow": 3}`, "workflow: must be a JSON object in API format"},
+		{`{"workflow_url": "ftp://x"}`, `workflow_url: "ftp://x" is not an http(s) URL`},
+		{`{"workflow": ` + wf + `, "images": [{"name": "a.png"}]}`, "images[0]: needs a string name and image"},
+		{`{"workflow": ` + wf + `, "images": {"a": 1}}`, "images: must be a list of {name, image}"},
+		{`{"workflow": ` + wf + `, "images": [{"name": "../x.png", "image": "AAAA"}]}`, `image name "../x.png" must be a plain file name`},
+		{`{"workflow": ` + wf + `, "input_images": ["x"]}`, "input_images: must be an object {name: url}"},
+		{`{"workflow": ` + wf + `, "timeout_s": -1}`, "timeout_s: must be a number of seconds >= 0"},
+		{`{"workflow": ` + wf + `, "output_mode": "s3"}`, `output_mode: "s3" is not base64 or gcs`},
+		{`{"workflow": ` + wf + `, "version_id": 7}`, "version_id: must be a string"},
+	}
+	for _, c := range bad {
+		_, _, err := ParseInput(json.RawMessage(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "invalid input: ") {
+			t.Errorf("ParseInput(%s) = %v, want an error containing %q", c.in, err, c.want)
+		}
+	}
+}
+
+func mustString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
