@@ -30,8 +30,9 @@ func TestCancelLeavesNothingHalfRegistered(t *testing.T) {
 	}()
 	_, err := Build(ctx, BuildOptions{Root: root, Spec: spec})
 	cancel()
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("want context.Canceled, got %v", err)
+	var ie *InterruptedError
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &ie) {
+		t.Fatalf("want an InterruptedError wrapping context.Canceled, got %v", err)
 	}
 	s, err := store.Open(root)
 	if err != nil {

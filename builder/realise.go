@@ -172,10 +172,27 @@ func Realise(ctx context.Context, nodes []*drv.Derivation, opts RealiseOptions) 
 		}
 	}
 	if len(be.Failed) > 0 {
+		if err := ctx.Err(); err != nil {
+			// Interrupted (Ctrl-C): one line, not every node's context error.
+			return res, &InterruptedError{Built: len(res.Built) + len(res.Substituted), Err: err}
+		}
 		return res, be
 	}
 	return res, nil
 }
+
+// InterruptedError is a Realise stopped by its context (Ctrl-C). The objects finished before
+// the interruption stay registered; nothing half-built is.
+type InterruptedError struct {
+	Built int
+	Err   error
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("build interrupted after %d new objects (nothing half-built was registered): %v", e.Built, e.Err)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Err }
 
 var errSkipped = errors.New("an input failed")
 
