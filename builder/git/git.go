@@ -408,7 +408,11 @@ func hasCommit(repo *gogit.Repository, commit string) bool {
 // the opened mirror.
 func (m *Mirrors) Ensure(ctx context.Context, u, commit string) (*gogit.Repository, error) {
 	if !IsCommit(commit) {
-		return nil, &Error{Op: "fetching", URL: CleanURL(u), Ref: commit, Err: fmt.Errorf("%q is not a full commit id", commit)}
+		msg := fmt.Errorf("%q is not a full 40-hex commit id", commit)
+		if regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(commit) {
+			msg = errors.New("SHA-256 repositories are not supported yet (go-git reads SHA-1 repositories only)")
+		}
+		return nil, &Error{Op: "fetching", URL: CleanURL(u), Ref: commit, Err: msg}
 	}
 	if repo, err := gogit.PlainOpen(m.Path(u)); err == nil && hasCommit(repo, commit) {
 		return repo, nil
