@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
@@ -144,13 +148,15 @@ func WriteRoot(dir string, o RootOptions) error {
 //	standin repo DIR              ... and make DIR a git repository; prints the commit
 //	standin root DIR [ID]         write a runtime root by hand into DIR (manifest version ID)
 //	standin flags                 print the flags of comfy/cli_args.py
+//	standin fakegcs FILE BUCKET   serve an in-memory GCS (fake-gcs-server) with BUCKET until
+//	                              killed; its URL is written to FILE once it listens
 func Main(args []string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "standin:", err)
 		return 1
 	}
 	if len(args) < 1 {
-		fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags")
+		fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET")
 		return 2
 	}
 	switch {
@@ -169,6 +175,8 @@ func Main(args []string) int {
 		}
 		fmt.Println(commit)
 		return 0
+	case len(args) >= 3 && args[0] == "fakegcs":
+		return fakeGCS(args[1], args[2])
 	case len(args) >= 2 && args[0] == "root":
 		o := RootOptions{Models: map[string]string{"checkpoints/tiny.safetensors": "not really a model\n"}}
 		if len(args) >= 3 {
@@ -179,6 +187,29 @@ func Main(args []string) int {
 		}
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags")
+	fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET")
 	return 2
+}
+
+// fakeGCS runs fake-gcs-server on loopback until the process is killed.
+func fakeGCS(urlFile, bucket string) int {
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0, PublicHost: "127.0.0.1"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "standin fakegcs:", err)
+		return 1
+	}
+	defer srv.Stop()
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
+	if err := os.WriteFile(urlFile+".tmp", []byte(srv.URL()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "standin fakegcs:", err)
+		return 1
+	}
+	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
+		fmt.Fprintln(os.Stderr, "standin fakegcs:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return 0
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -143,7 +144,10 @@ func runRunHandler(ctx context.Context, g *Globals, o *RunHandlerOptions, stdout
 	if err != nil {
 		return err
 	}
-	return writeIndentedJSON(stdout, res)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // URLs keep their & as is
+	return enc.Encode(res)
 }
 
 // parseImages reads --image NAME=FILE|URL flags.
