@@ -26,5 +26,23 @@
 //   - Model object: a fixed-output store object holding one read-only file, at the path of
 //     store.FixedFingerprint(algo, hex, file name of the source), so two targets (or two
 //     versions) naming the same file share one object. It is added through store.Build, so
-//     nothing enters the store unless its checksum matches.
+//     nothing enters the store unless its checksum matches; the NAR hash computed during the
+//     download is handed to the store (store.KnownNarHash) so the file is not read again.
+//   - Resolver: fills a lock's models (specs.ModelLock: target, redacted source, checksum, size,
+//     checksum_from, store path); a model trusted on first use is downloaded straight into the
+//     store while resolving. Builder: the drv.Builder of the "model" kind. Derivation: the
+//     fixed derivation of one locked model, linked at models/<target> in the runtime root.
+//   - Verify: checks every model of a lock in the store, or in an external models directory
+//     (atomic replace), fetching what is missing (the verify-models command).
+//
+// Entry points (wired into package builder at its hook points):
+//
+//	func New(opts Options) (*Fetcher, error)
+//	func (f *Fetcher) Resolve(ctx context.Context, src Source) (Remote, error)
+//	func (f *Fetcher) Fetch(ctx context.Context, src Source, want Want, dst string, task *progress.Task) (Result, error)
+//	func NewResolver(root string, opts Options, jobs int, display *progress.Display) (*Resolver, error)
+//	func (r *Resolver) Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, updating func(target string) bool) ([]specs.ModelLock, error)
+//	func Derivation(m specs.ModelLock, pos specs.Pos) (*drv.Derivation, error)
+//	func NewBuilder(opts Options, root string, spec *specs.Spec, display *progress.Display) *Builder
+//	func Verify(ctx context.Context, opts VerifyOptions) ([]VerifyStatus, error)
 package model

@@ -309,7 +309,7 @@ func (f *Fetcher) opener(src Source) (opener, error) {
 		return fileOpener(src.Path), nil
 	case KindGCS:
 		if f.opts.GCS == nil {
-			return nil, fmt.Errorf("model source %s: no Google Cloud Storage client (credentials are read from GOOGLE_APPLICATION_CREDENTIALS or the metadata server)", src.Raw)
+			return nil, fmt.Errorf("model source %s: no Google Cloud Storage client (credentials are read from GOOGLE_APPLICATION_CREDENTIALS or the metadata server)", src.Redacted())
 		}
 		return f.gcsOpener(src.Bucket, src.Object), nil
 	}

@@ -91,11 +91,11 @@ func (f *Fetcher) Resolve(ctx context.Context, src Source) (Remote, error) {
 		return f.resolveCivitai(ctx, src)
 	case KindGCS:
 		if f.opts.GCS == nil {
-			return Remote{}, fmt.Errorf("model source %s: no Google Cloud Storage client (credentials are read from GOOGLE_APPLICATION_CREDENTIALS or the metadata server)", src.Raw)
+			return Remote{}, fmt.Errorf("model source %s: no Google Cloud Storage client (credentials are read from GOOGLE_APPLICATION_CREDENTIALS or the metadata server)", src.Redacted())
 		}
 		attrs, err := f.opts.GCS.Bucket(src.Bucket).Object(src.Object).Attrs(ctx)
 		if err != nil {
-			return Remote{}, gcsError(ctx, src.Raw, err)
+			return Remote{}, gcsError(ctx, src.Redacted(), err)
 		}
 		r := Remote{Size: attrs.Size, FileName: src.FileName()}
 		if len(attrs.MD5) == 16 {

@@ -80,32 +80,32 @@ func ParseSource(raw, baseDir string) (Source, error) {
 		if i := strings.LastIndex(rest, "@"); i >= 0 && !strings.Contains(rest[i:], "/") {
 			rest, rev = rest[:i], rest[i+1:]
 			if rev == "" {
-				return s, fmt.Errorf("model source %s: empty revision after @", raw)
+				return s, fmt.Errorf("model source %s: empty revision after @", Redact(raw))
 			}
 		}
 		parts := strings.SplitN(rest, "/", 3)
 		if len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" || strings.HasSuffix(parts[2], "/") {
-			return s, fmt.Errorf("model source %s: want hf://owner/repo/path/in/repo[@revision]", raw)
+			return s, fmt.Errorf("model source %s: want hf://owner/repo/path/in/repo[@revision]", Redact(raw))
 		}
 		s.Kind, s.HFRepo, s.HFPath, s.HFRevision = KindHF, parts[0]+"/"+parts[1], parts[2], rev
 	case "civitai":
 		id := strings.Trim(raw[len(u.Scheme)+3:], "/")
 		if !civitaiVersionID.MatchString(id) {
-			return s, fmt.Errorf("model source %s: want civitai://<model-version-id> (digits)", raw)
+			return s, fmt.Errorf("model source %s: want civitai://<model-version-id> (digits)", Redact(raw))
 		}
 		s.Kind, s.CivitaiVersion = KindCivitai, id
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
-			return s, fmt.Errorf("model source %s: file URLs name a local path (file:///path)", raw)
+			return s, fmt.Errorf("model source %s: file URLs name a local path (file:///path)", Redact(raw))
 		}
 		if !filepath.IsAbs(u.Path) {
-			return s, fmt.Errorf("model source %s: file URL path is not absolute", raw)
+			return s, fmt.Errorf("model source %s: file URL path is not absolute", Redact(raw))
 		}
 		s.Kind, s.Path = KindFile, filepath.Clean(u.Path)
 	case "gs":
 		obj := strings.TrimPrefix(u.Path, "/")
 		if u.Host == "" || obj == "" || strings.HasSuffix(obj, "/") {
-			return s, fmt.Errorf("model source %s: want gs://bucket/object", raw)
+			return s, fmt.Errorf("model source %s: want gs://bucket/object", Redact(raw))
 		}
 		s.Kind, s.Bucket, s.Object = KindGCS, u.Host, obj
 	default:
