@@ -86,8 +86,10 @@ type ComfyHandler struct {
 	// lastVersion is the version of the last start, kept after a crash so Ready restarts it.
 	lastVersion   string
 	saidNoDefault bool
-	tempRoot      *store.TempRoot
-	started       time.Duration // how long the last start took
+	// okRoots are the roots ComfyUI started from on this worker.
+	okRoots  map[store.Path]bool
+	tempRoot *store.TempRoot
+	started  time.Duration // how long the last start took
 }
 
 var _ Handler = (*ComfyHandler)(nil)
@@ -178,6 +180,17 @@ func (e *NotBuiltError) Error() string {
 	return fmt.Sprintf("version %q is not built on this volume (%s does not exist): build it on a pod with `runpod-comfy build %s` (same volume), or start the worker with --build-missing", e.Version, e.Link, e.Version)
 }
 
+// brokenWorkerError is a ComfyUI that no longer starts from a root it started from before on
+// this worker: the machine, not the version, is at fault (GPU, disk), so the worker asks to be
+// replaced.
+type brokenWorkerError struct{ err error }
+
+func (e *brokenWorkerError) Error() string {
+	return e.err.Error() + "; it started from this root before on this worker, so the worker asks RunPod to replace it"
+}
+
+func (e *brokenWorkerError) Unwrap() error { return e.err }
+
 // ensure returns a running ComfyUI for version, starting or switching as needed. h.mu is held.
 func (h *ComfyHandler) ensure(ctx context.Context, version string) (*runner.Process, error) {
 	if err := store.ValidateRootID(version); err != nil {
@@ -232,8 +245,16 @@ func (h *ComfyHandler) ensure(ctx context.Context, version string) (*runner.Proc
 	})
 	if err != nil {
 		tr.Close()
-		return nil, fmt.Errorf("starting ComfyUI for version %s: %w", version, err)
+		err = fmt.Errorf("starting ComfyUI for version %s: %w", version, err)
+		if h.okRoots[rp] {
+			return nil, &brokenWorkerError{err: err}
+		}
+		return nil, err
 	}
+	if h.okRoots == nil {
+		h.okRoots = map[store.Path]bool{}
+	}
+	h.okRoots[rp] = true
 	h.started = time.Since(start)
 	h.proc, h.version, h.rootPath, h.tempRoot = proc, version, rp, tr
 	h.lastVersion = version
@@ -328,7 +349,10 @@ func (h *ComfyHandler) Handle(ctx context.Context, job *Job, progress ProgressFu
 	proc, err := h.ensure(jctx, version)
 	timings["comfy_ready_ms"] = ms(time.Since(ts))
 	if err != nil {
-		return fail(err.Error(), base), nil
+		res := fail(err.Error(), base)
+		var be *brokenWorkerError
+		res.StopPod = errors.As(err, &be)
+		return res, nil
 	}
 	defer h.cleanState(proc)
 

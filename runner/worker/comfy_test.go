@@ -391,3 +391,30 @@ func tempRoots(t *testing.T, root string) string {
 	}
 	return b.String()
 }
+
+// TestComfyWorkerReplaced checks that a ComfyUI that no longer starts from a root it ran from
+// on this worker fails the job with "stopPod": true, and that the worker then exits.
+func TestComfyWorkerReplaced(t *testing.T) {
+	e := newComfyEnv(t, DefaultResponseLimit)
+	makeVersion(t, e.st, "v1", map[string]string{"STANDIN_CRASH_ON": "StandInSaveAudio"})
+	_, wait := startWorker(t, e.q, e.q.config(), e.h)
+	outputOf(t, e.run("ok", map[string]any{"workflow": saveWorkflow(0, 1)}))
+
+	// From now on the stand-in exits at start, as a machine with a broken GPU would.
+	e.h.mu.Lock()
+	e.h.o.Env = map[string]string{"STANDIN_EXIT_AT_START": "3"}
+	e.h.mu.Unlock()
+	body := e.run("crash", map[string]any{"workflow": map[string]any{
+		"1": map[string]any{"class_type": "StandInSaveAudio", "inputs": map[string]any{"seconds": 0.1, "frequency": 440, "filename_prefix": "a"}},
+	}})
+	if msg, _ := body["error"].(string); !strings.Contains(msg, "ComfyUI exited during the job") || body["stopPod"] != nil {
+		t.Errorf("crash: %s", truncate(mustJSON(body), 800))
+	}
+	body = e.run("next", map[string]any{"workflow": saveWorkflow(0, 1)})
+	if msg, _ := body["error"].(string); body["stopPod"] != true || !strings.Contains(msg, "asks RunPod to replace it") || !strings.Contains(msg, "exiting at start on purpose") {
+		t.Errorf("next: %s", truncate(mustJSON(body), 1500))
+	}
+	if err := wait(); err != nil {
+		t.Errorf("the worker did not exit after asking to be replaced: %v", err)
+	}
+}

@@ -209,12 +209,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info("worker ready")
 	if st := stopTemplate(w.cfg.GetJobURL); st != "" && !w.cfg.DisableStop {
-		// The stop poll ends with ctx: after shutdown no new job starts, and the job in hand
-		// is ended by the grace timer.
+		// The stop poll ends with ctx (after shutdown no new job starts, and the job in hand
+		// is ended by the grace timer) or when Run returns.
+		pctx, cancelPoll := context.WithCancel(ctx)
+		defer cancelPoll() // runs before the wg.Wait deferred above
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.stopPoll(ctx, st)
+			w.stopPoll(pctx, st)
 		}()
 	}
 	for ctx.Err() == nil {
