@@ -209,9 +209,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info("worker ready")
 	if st := stopTemplate(w.cfg.GetJobURL); st != "" && !w.cfg.DisableStop {
-		// The stop poll ends with ctx (after shutdown no new job starts, and the job in hand
-		// is ended by the grace timer) or when Run returns.
-		pctx, cancelPoll := context.WithCancel(ctx)
+		// The stop poll runs until Run returns, so a job in hand during the shutdown grace
+		// can still be stopped.
+		pctx, cancelPoll := context.WithCancel(bg)
 		defer cancelPoll() // runs before the wg.Wait deferred above
 		wg.Add(1)
 		go func() {
@@ -229,6 +229,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				break
 			}
 			if err := w.runJob(ctx, job); errors.Is(err, errStopPod) {
+				for _, rest := range jobs[i+1:] {
+					w.postFinal(bg, rest, Result{Error: "worker being replaced before the job started; submit it again"}, nil)
+				}
 				w.log.Info("worker replacement requested; exiting")
 				return nil
 			}
