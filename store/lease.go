@@ -82,6 +82,45 @@ func (s *Store) leaseStale(file string) (rec *LeaseRecord, stale bool, err error
 	return rec, s.stale(rec.Host, rec.PID, rec.Expires), nil
 }
 
+// createExclusive creates file holding data, failing with fs.ErrExist when it exists. The data
+// is written to a temporary file first and hard-linked to its name, so the file never exists
+// empty: a crash leaves either no lease or a whole record whose holder can be judged. Where
+// hard links are unsupported it falls back to O_CREAT|O_EXCL and a write.
+func createExclusive(file string, data []byte) error {
+	tmp := file + ".new-" + randHex(6)
+	if err := writeSynced(tmp, data, os.O_CREATE|os.O_EXCL|os.O_WRONLY); err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	err := os.Link(tmp, file)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	// No hard links here (some network filesystems): create in place.
+	if err := writeSynced(file, data, os.O_CREATE|os.O_EXCL|os.O_WRONLY); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			os.Remove(file)
+		}
+		return err
+	}
+	return nil
+}
+
+func writeSynced(file string, data []byte, flag int) error {
+	f, err := os.OpenFile(file, flag, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
+}
+
 // tryLease takes the lease name once. It breaks a stale lease by renaming it to a unique
 // tombstone (of several breakers only one rename succeeds) and retries. When a live holder
 // has it, it returns the holder's record and errLeaseHeld.
@@ -93,20 +132,9 @@ func (s *Store) tryLease(name string, p Path, refs []string) (*Lease, *LeaseReco
 		if !p.IsZero() {
 			rec.Path = p.String()
 		}
-		f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		b, _ := json.Marshal(rec)
+		err := createExclusive(file, b)
 		if err == nil {
-			b, _ := json.Marshal(rec)
-			_, werr := f.Write(b)
-			if werr == nil {
-				werr = f.Sync()
-			}
-			if cerr := f.Close(); werr == nil {
-				werr = cerr
-			}
-			if werr != nil {
-				os.Remove(file)
-				return nil, nil, fmt.Errorf("writing lease %s: %w", file, werr)
-			}
 			l := &Lease{s: s, file: file, rec: rec, stop: make(chan struct{}), done: make(chan struct{})}
 			go l.renew()
 			return l, nil, nil
@@ -139,18 +167,21 @@ func (s *Store) tryLease(name string, p Path, refs []string) (*Lease, *LeaseReco
 // the O_EXCL create afterwards; of several contenders exactly one gets the lease.
 func (s *Store) breakLease(file string, judged *LeaseRecord) error {
 	bl := file + ".break"
-	f, err := os.OpenFile(bl, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	mine, _ := json.Marshal(LeaseRecord{Host: s.host, PID: s.pid, Started: s.now().UTC(), Nonce: randHex(8)})
+	err := createExclusive(bl, mine)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			// Another breaker is at work; a break lock left by a crash goes after a TTL.
-			if fi, err := os.Stat(bl); err == nil && s.now().After(fi.ModTime().Add(s.leaseTTL)) {
+			// Another breaker is at work. A break lock left by a crashed breaker goes at once
+			// when that breaker ran on this host, else after a TTL.
+			if other, rerr := readLeaseFile(bl); rerr == nil && other.Host == s.host && !processAlive(other.PID) {
+				os.Remove(bl)
+			} else if fi, err := os.Stat(bl); err == nil && s.now().After(fi.ModTime().Add(s.leaseTTL)) {
 				os.Remove(bl)
 			}
 			return nil
 		}
 		return fmt.Errorf("breaking stale lease %s: %w", file, err)
 	}
-	f.Close()
 	defer os.Remove(bl)
 	cur, stale, err := s.leaseStale(file)
 	if err != nil || !stale {
