@@ -225,8 +225,8 @@ func (p *partial) discard() {
 const chunkSize = 256 << 10
 
 // copyFrom appends r to the partial, hashing every byte in the same pass: one goroutine reads
-// from the network while another writes the previous chunk to the file and feeds the hashes
-// (each hash on its own goroutine). It checkpoints every p.every bytes. It returns the bytes
+// from the network while the previous chunk is written to the file and fed to every hash, all
+// at once on their own goroutines. It checkpoints every p.every bytes. It returns the bytes
 // appended and the first error; on return the partial's offset and hashes agree with the file.
 func (p *partial) copyFrom(ctx context.Context, r io.Reader, onBytes func(offset int64)) (int64, error) {
 	hashers := []hash.Hash{p.content}
@@ -251,12 +251,16 @@ func (p *partial) copyFrom(ctx context.Context, r io.Reader, onBytes func(offset
 		var hw sync.WaitGroup
 		for buf := range full {
 			if werr == nil {
+				// The file write and every hash run at once: the write into the page cache
+				// costs about as much CPU as a hash.
+				var err error
+				hw.Add(1)
+				go func() { defer hw.Done(); _, err = p.f.Write(buf) }()
 				for _, h := range hashers[1:] {
 					hw.Add(1)
 					go func() { defer hw.Done(); h.Write(buf) }()
 				}
 				hashers[0].Write(buf)
-				_, err := p.f.Write(buf)
 				hw.Wait()
 				if err != nil {
 					// The hashes saw buf but the file may not have: the partial is unusable.
