@@ -190,6 +190,10 @@ func TestResolveRefs(t *testing.T) {
 	if upd.Comfy.Commit != newCommit {
 		t.Errorf("update gave %s, want %s", upd.Comfy.Commit, newCommit)
 	}
+	// A name the spec does not have is refused, not ignored.
+	if _, err := Resolve(ctx, spec, lock, ResolveOptions{Git: m, Update: true, UpdateNames: []string{"node-x"}}); err == nil || !strings.Contains(err.Error(), "--update node-x") {
+		t.Errorf("unknown update name: got %v", err)
+	}
 
 	// Unknown ref and a missing remote: errors naming the node and the spec line.
 	bad := f.spec("bad")

@@ -18,7 +18,8 @@ type ResolveOptions struct {
 	// Git is the mirror cache used for ls-remote and for reading files at commits.
 	Git *git.Mirrors
 	// Update re-resolves entries of the old lock: all of them when UpdateNames is empty,
-	// else the named ones ("comfyui", a node name, a model target).
+	// else the named ones ("comfyui", a node name, a model target, "python"). A name the
+	// spec does not have is an error.
 	Update      bool
 	UpdateNames []string
 	// Progress shows what is being resolved (may be nil).
@@ -37,6 +38,26 @@ func (o ResolveOptions) Updating(name string) bool {
 		return false
 	}
 	return len(o.UpdateNames) == 0 || slices.Contains(o.UpdateNames, name)
+}
+
+// checkUpdateNames refuses an update name that names no entry of spec, which would
+// otherwise re-resolve nothing and leave the lock as it was.
+func checkUpdateNames(spec *specs.Spec, names []string) error {
+	known := []string{"comfyui", "python"}
+	for _, n := range spec.CustomNodes {
+		known = append(known, n.Name)
+	}
+	for _, m := range spec.Models {
+		if t, err := specs.ModelTarget(m); err == nil {
+			known = append(known, t)
+		}
+	}
+	for _, name := range names {
+		if !slices.Contains(known, name) {
+			return fmt.Errorf("resolve --update %s: version %s has no such entry (want comfyui, python, a custom node name or a model target)", name, spec.VersionID)
+		}
+	}
+	return nil
 }
 
 // ResolveError is a spec entry that could not be resolved; it names the node and the spec
@@ -62,6 +83,9 @@ func (e *ResolveError) Unwrap() error { return e.Err }
 func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts ResolveOptions) (*specs.Lock, error) {
 	if opts.Git == nil {
 		return nil, errors.New("resolve: no git mirror cache")
+	}
+	if err := checkUpdateNames(spec, opts.UpdateNames); err != nil {
+		return nil, err
 	}
 	lock := &specs.Lock{
 		LockVersion: specs.LockVersion,

@@ -36,7 +36,8 @@ beside the spec in git).
 A lock whose spec_hash still matches the spec is kept as is, without network. When the spec
 changed, only the entries that changed are resolved again; the others keep their commits, even
 when their branch has moved since. --update re-resolves every entry, or only the named ones
-("comfyui" or a custom node's name). Entries pinned to full commits need no network.`,
+("comfyui", a custom node's name, "python" or a model target such as
+checkpoints/x.safetensors); a name the spec does not have is an error. Entries pinned to full commits need no network.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Arg, o.Names = args[0], args[1:]
