@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 )
 
 // WriteText writes the report compactly for a terminal or a CI log: one line per change,
@@ -119,16 +121,6 @@ func abs(n int64) int64 {
 	return n
 }
 
-// HumanSize formats a byte count with binary units: 0 B, 512 B, 1.5 KiB, 6.5 GiB.
-func HumanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// HumanSize formats a byte count with binary units: 0 B, 512 B, 1.5 KiB, 6.5 GiB
+// (progress.FormatBytes).
+func HumanSize(n int64) string { return progress.FormatBytes(n) }

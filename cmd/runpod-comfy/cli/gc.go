@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
@@ -84,13 +85,13 @@ func runGC(ctx context.Context, g *Globals, o *GCOptions, stdout io.Writer) erro
 			fmt.Fprintf(stdout, "would prune generation %s\n", it.Path)
 		}
 		for _, it := range plan.Objects {
-			fmt.Fprintf(stdout, "would delete %10s  %s\n", formatBytes(it.Size), it.Path)
+			fmt.Fprintf(stdout, "would delete %10s  %s\n", progress.FormatBytes(it.Size), it.Path)
 		}
 		for _, it := range plan.Debris {
-			fmt.Fprintf(stdout, "would remove %10s  %s (%s)\n", formatBytes(it.Size), it.Path, it.Kind)
+			fmt.Fprintf(stdout, "would remove %10s  %s (%s)\n", progress.FormatBytes(it.Size), it.Path, it.Kind)
 		}
 		fmt.Fprintf(stdout, "dry run: %d objects and %d debris entries, %s would be freed; %d objects live\n",
-			len(plan.Objects), len(plan.Debris), formatBytes(plan.Total), plan.Live)
+			len(plan.Objects), len(plan.Debris), progress.FormatBytes(plan.Total), plan.Live)
 		return nil
 	}
 	res, err := plan.Execute(ctx)
@@ -105,13 +106,13 @@ func runGC(ctx context.Context, g *Globals, o *GCOptions, stdout io.Writer) erro
 	}
 	if g.Verbose {
 		for _, it := range res.Deleted {
-			fmt.Fprintf(stdout, "deleted %10s  %s\n", formatBytes(it.Size), it.Path)
+			fmt.Fprintf(stdout, "deleted %10s  %s\n", progress.FormatBytes(it.Size), it.Path)
 		}
 	}
 	for _, k := range res.Kept {
 		fmt.Fprintf(stdout, "kept %s (rooted while gc ran)\n", k)
 	}
-	fmt.Fprintf(stdout, "deleted %d entries, freed %s\n", len(res.Deleted), formatBytes(res.Freed))
+	fmt.Fprintf(stdout, "deleted %d entries, freed %s\n", len(res.Deleted), progress.FormatBytes(res.Freed))
 	if res.StoppedAt {
 		fmt.Fprintf(stdout, "stopped at --max-freed %s\n", o.MaxFreed)
 	}
@@ -141,18 +142,4 @@ func parseByteSize(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid size %q: too large", s)
 	}
 	return int64(v * mult), nil
-}
-
-// formatBytes prints a size in IEC units: "512 B", "1.5 KiB", "3.2 GiB".
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }

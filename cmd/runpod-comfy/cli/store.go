@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
@@ -162,9 +163,9 @@ func newStoreLsCmd(g *Globals) *cobra.Command {
 			var total int64
 			for _, m := range ms {
 				total += m.NarSize
-				fmt.Fprintf(out, "%-8s %10s  %s  %s\n", m.Kind, formatBytes(m.NarSize), m.CreatedAt.Local().Format(time.DateTime), m.Path)
+				fmt.Fprintf(out, "%-8s %10s  %s  %s\n", m.Kind, progress.FormatBytes(m.NarSize), m.CreatedAt.Local().Format(time.DateTime), m.Path)
 			}
-			fmt.Fprintf(out, "%d objects, %s\n", len(ms), formatBytes(total))
+			fmt.Fprintf(out, "%d objects, %s\n", len(ms), progress.FormatBytes(total))
 			return nil
 		},
 	}
@@ -196,9 +197,9 @@ func newStoreInfoCmd(g *Globals) *cobra.Command {
 			fmt.Fprintf(out, "path:         %s\n", s.Abs(m.Path))
 			fmt.Fprintf(out, "kind:         %s\n", m.Kind)
 			fmt.Fprintf(out, "nar hash:     %s\n", m.NarHash)
-			fmt.Fprintf(out, "nar size:     %s (%d bytes)\n", formatBytes(m.NarSize), m.NarSize)
-			fmt.Fprintf(out, "on disk:      %s\n", formatBytes(info.DiskSize))
-			fmt.Fprintf(out, "closure size: %s\n", formatBytes(info.ClosureSize))
+			fmt.Fprintf(out, "nar size:     %s (%d bytes)\n", progress.FormatBytes(m.NarSize), m.NarSize)
+			fmt.Fprintf(out, "on disk:      %s\n", progress.FormatBytes(info.DiskSize))
+			fmt.Fprintf(out, "closure size: %s\n", progress.FormatBytes(info.ClosureSize))
 			if m.CA != "" {
 				fmt.Fprintf(out, "ca:           %s\n", m.CA)
 			}
@@ -241,9 +242,9 @@ func newStoreDuCmd(g *Globals) *cobra.Command {
 			}
 			fmt.Fprintf(out, "%-24s %8s %12s %12s %12s\n", "VERSION", "OBJECTS", "TOTAL", "ALONE", "SHARED")
 			for _, v := range rep.Versions {
-				fmt.Fprintf(out, "%-24s %8d %12s %12s %12s\n", v.ID, v.Objects, formatBytes(v.Total), formatBytes(v.Alone), formatBytes(v.Shared))
+				fmt.Fprintf(out, "%-24s %8d %12s %12s %12s\n", v.ID, v.Objects, progress.FormatBytes(v.Total), progress.FormatBytes(v.Alone), progress.FormatBytes(v.Shared))
 			}
-			fmt.Fprintf(out, "store: %d objects, %s; reached by no current root: %s\n", rep.StoreObjects, formatBytes(rep.Store), formatBytes(rep.Unrooted))
+			fmt.Fprintf(out, "store: %d objects, %s; reached by no current root: %s\n", rep.StoreObjects, progress.FormatBytes(rep.Store), progress.FormatBytes(rep.Unrooted))
 			return nil
 		},
 	}
@@ -275,7 +276,7 @@ Network volumes often do not support hard links; the store never depends on them
 			if res.Unsupported != "" {
 				fmt.Fprintf(out, "optimise: %s\n", res.Unsupported)
 			}
-			fmt.Fprintf(out, "examined %d files in %d objects; linked %d, saved %s\n", res.Files, res.Objects, res.Linked, formatBytes(res.Saved))
+			fmt.Fprintf(out, "examined %d files in %d objects; linked %d, saved %s\n", res.Files, res.Objects, res.Linked, progress.FormatBytes(res.Saved))
 			return nil
 		},
 	}
