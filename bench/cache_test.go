@@ -19,7 +19,7 @@ import (
 )
 
 // venvLikeTree writes about total bytes under dir: 60 % small Python-like text files
-// (generated from a vocabulary, 2-40 kB each, in nested packages) and 40 % binary .so-like
+// (lines from Python-like templates, 2-40 kB each, in nested packages) and 40 % binary .so-like
 // files (1-16 MB, half random bytes, half repeated tables: roughly the mix of a torch venv).
 func venvLikeTree(b *testing.B, dir string, total int64) {
 	b.Helper()
@@ -33,7 +33,15 @@ func venvLikeTree(b *testing.B, dir string, total int64) {
 		}
 		words[i] = string(w)
 	}
-	keywords := []string{"def ", "return ", "import ", "class ", "if ", "for ", "self.", "    ", "        ", "None", "(", ")", ":", " = ", ", "}
+	// Python-like lines: templates with identifiers drawn from the vocabulary, as real
+	// modules repeat keywords, indentation and call shapes.
+	templates := []string{
+		"import %s\n", "from %s import %s\n", "\n\nclass %s(%s):\n", "    def %s(self, %s, %s=None):\n",
+		"        \"\"\"Return the %s of %s.\"\"\"\n", "        if %s is None:\n", "            return %s\n",
+		"        %s = self.%s(%s)\n", "        for %s in %s:\n", "            %s.append(%s)\n",
+		"        raise ValueError(f\"bad %s: {%s!r}\")\n", "    @property\n", "        return self._%s\n",
+		"%s = %s(%s, %s)\n", "        # %s %s %s\n", "        self.%s = %s\n",
+	}
 	var written int64
 	textBudget := total * 6 / 10
 	for i := 0; written < textBudget; i++ {
@@ -44,11 +52,12 @@ func venvLikeTree(b *testing.B, dir string, total int64) {
 		size := 2000 + rng.IntN(38000)
 		var sb strings.Builder
 		for sb.Len() < size {
-			sb.WriteString(keywords[rng.IntN(len(keywords))])
-			sb.WriteString(words[rng.IntN(len(words))])
-			if rng.IntN(6) == 0 {
-				sb.WriteByte('\n')
+			tpl := templates[rng.IntN(len(templates))]
+			args := make([]any, strings.Count(tpl, "%s"))
+			for k := range args {
+				args[k] = words[rng.IntN(len(words))]
 			}
+			fmt.Fprintf(&sb, tpl, args...)
 		}
 		if err := os.WriteFile(filepath.Join(pkg, fmt.Sprintf("mod%04d.py", i)), []byte(sb.String()), 0o644); err != nil {
 			b.Fatal(err)
