@@ -120,7 +120,11 @@ func CheckGitURL(u string) error {
 		return fmt.Errorf("git URL %q: %v", u, err)
 	}
 	if _, has := p.User.Password(); has {
-		return fmt.Errorf("git URL %q carries a password: remove it and use a git credential helper", redactURL(p))
+		return fmt.Errorf("git URL %q carries a password: remove it (https remotes get $GIT_TOKEN, ssh ones the ssh agent)", redactURL(p))
+	}
+	if p.User != nil && (p.Scheme == "https" || p.Scheme == "http") {
+		// https://<token>@host/... is how tokens are often written.
+		return fmt.Errorf("git URL %q carries a user name, which may be a token: remove it (https remotes get $GIT_TOKEN)", redactURL(p))
 	}
 	switch p.Scheme {
 	case "https", "ssh":
@@ -149,10 +153,16 @@ func CheckGitURL(u string) error {
 	}
 }
 
+// redactURL hides the password of p, or its user name when there is no password (a token
+// written as the user).
 func redactURL(p *url.URL) string {
 	q := *p
 	if q.User != nil {
-		q.User = url.UserPassword(q.User.Username(), "xxxxx")
+		if _, has := q.User.Password(); has {
+			q.User = url.UserPassword(q.User.Username(), "xxxxx")
+		} else {
+			q.User = url.User("xxxxx")
+		}
 	}
 	return q.String()
 }
