@@ -159,7 +159,7 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 	if opts.ExpectNarHash != "" && opts.ExpectNarHash != narHash {
 		return nil, fmt.Errorf("building %s: NAR hash mismatch: expected %s, got %s", p, opts.ExpectNarHash, narHash)
 	}
-	if err := syncTree(out); err != nil {
+	if err := syncObject(out); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	}
 	if !opts.AtFinalPath {
@@ -412,6 +412,43 @@ func removeXattrs(p string) {
 			unix.Lremovexattr(p, name)
 		}
 	}
+}
+
+// syncObject makes the object at out (its files, directories and symlinks) durable before it
+// is renamed into place. On a local filesystem whose syncfs(2) writes back and commits every
+// inode (ext4, XFS, btrfs, tmpfs) one syncfs of the filesystem holding out does that in one
+// system call, with the same guarantee as an fsync of each file and directory (Linux 5.8 and
+// later report writeback errors from syncfs too). Anywhere else (a network or FUSE
+// filesystem, where syncfs may not reach the server) and when syncfs fails, it fsyncs every
+// file and directory (syncTree).
+func syncObject(out string) error {
+	if syncfs(filepath.Dir(out)) {
+		return nil
+	}
+	return syncTree(out)
+}
+
+// Filesystems whose syncfs(2) is as durable as an fsync of each of their files (statfs f_type).
+var syncfsTypes = map[int64]bool{
+	0xEF53:     true, // ext2/3/4
+	0x58465342: true, // XFS
+	0x9123683E: true, // btrfs
+	0x01021994: true, // tmpfs
+}
+
+// syncfs runs syncfs(2) on the filesystem holding dir when that filesystem is one of
+// syncfsTypes, and reports whether it did so without error.
+func syncfs(dir string) bool {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || !syncfsTypes[int64(st.Type)] {
+		return false
+	}
+	return unix.Syncfs(fd) == nil
 }
 
 // syncTree fsyncs every regular file and directory under root, bottom-up.
