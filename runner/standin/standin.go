@@ -69,7 +69,7 @@ func WriteRepo(ctx context.Context, dir string) (commit string, err error) {
 		cmd.Dir = dir
 		cmd.Env = append(cmd.Environ(),
 			"GIT_AUTHOR_DATE=2025-10-11T00:00:00Z", "GIT_COMMITTER_DATE=2025-10-11T00:00:00Z",
-			"GIT_CONFIG_NOSYSTEM=1")
+			"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null") // no user hooks or filters
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("making the stand-in repository: git %s: %w: %s", strings.Join(args, " "), err, out)
