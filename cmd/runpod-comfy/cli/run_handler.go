@@ -132,7 +132,7 @@ func runRunHandler(ctx context.Context, g *Globals, o *RunHandlerOptions, stdout
 	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		tty = true
 	}
-	start := runner.StartOptions{RuntimeRoot: rootDir, StateDir: runner.StateDir(g.Root, id), ModelsDir: o.ModelsDir, BaseEnv: os.Environ()}
+	start := runner.StartOptions{RuntimeRoot: rootDir, StateDir: runner.StateDir(g.Root, id), ModelsDir: o.ModelsDir, BaseEnv: comfyEnviron()}
 	run := runner.RunOptions{Images: images}
 	if g.Verbose {
 		start.Log = stderr

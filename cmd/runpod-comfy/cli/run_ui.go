@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -68,7 +67,7 @@ func runRunUI(ctx context.Context, g *Globals, o *RunUIOptions, stdout, stderr i
 		Listen:       o.Listen,
 		Port:         o.Port,
 		ModelsDir:    o.ModelsDir,
-		BaseEnv:      os.Environ(),
+		BaseEnv:      comfyEnviron(),
 		Log:          stderr,
 		ReadyTimeout: o.ReadyTimeout,
 	}, func(url string) {

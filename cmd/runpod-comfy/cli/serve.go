@@ -191,6 +191,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 		ModelsDir:      o.ModelsDir,
 		ReadyTimeout:   o.ReadyTimeout,
 		Logger:         log,
+		BaseEnv:        comfyEnviron(),
 	}
 	if !o.Quiet {
 		copts.ComfyLog = stderr
