@@ -117,7 +117,12 @@ func CheckGitURL(u string) error {
 	}
 	p, err := url.Parse(u)
 	if err != nil {
-		return fmt.Errorf("git URL %q: %v", u, err)
+		// Neither the URL nor url.Error (which quotes it) is shown: it may hold a token.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("git URL does not parse (not shown: it may hold credentials): %v", err)
 	}
 	if _, has := p.User.Password(); has {
 		return fmt.Errorf("git URL %q carries a password: remove it (https remotes get $GIT_TOKEN, ssh ones the ssh agent)", redactURL(p))

@@ -1,6 +1,7 @@
 package specs
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -153,5 +154,12 @@ func TestCheckNodeName(t *testing.T) {
 		if err := CheckNodeName(bad); err == nil {
 			t.Errorf("CheckNodeName(%q) = nil, want an error", bad)
 		}
+	}
+}
+
+func TestCheckGitURLUnparsableHidesURL(t *testing.T) {
+	err := CheckGitURL("https://tok%zz@example.com/repo.git")
+	if err == nil || strings.Contains(err.Error(), "tok") {
+		t.Fatalf("CheckGitURL error %v; want an error that does not echo the URL", err)
 	}
 }
