@@ -39,13 +39,13 @@ func TestCheckGitURL(t *testing.T) {
 		"C:relative":                        `git URL "C:relative" is neither a URL nor an absolute path: use https://, ssh:// (or git@host:path), file:// or an absolute path`,
 		"https:///nohost/x":                 `git URL "https:///nohost/x" has no host`,
 		"ssh://git@github.com":              `git URL "ssh://git@github.com" has no repository path`,
-		"https://github.com/a b\x7f/c":      `git URL "https://github.com/a b\x7f/c": parse "https://github.com/a b\x7f/c": net/url: invalid control character in URL`,
-		"https://git hub.com/a/b":           `git URL "https://git hub.com/a/b": parse "https://git hub.com/a/b": invalid character " " in host name`,
+		"https://github.com/a b\x7f/c":      `git URL does not parse (not shown: it may hold credentials): net/url: invalid control character in URL`,
+		"https://git hub.com/a/b":           `git URL does not parse (not shown: it may hold credentials): invalid character " " in host name`,
 		"git@github.com:/abs/not-scp":       `git URL "git@github.com:/abs/not-scp" is neither a URL nor an absolute path: use https://, ssh:// (or git@host:path), file:// or an absolute path`,
 		"https://user:@github.com/a/b":      `git URL "https://user:xxxxx@github.com/a/b" carries a password: remove it (https remotes get $GIT_TOKEN, ssh ones the ssh agent)`,
 		"ssh://u:pw@github.com/a/b.git":     `git URL "ssh://u:xxxxx@github.com/a/b.git" carries a password: remove it (https remotes get $GIT_TOKEN, ssh ones the ssh agent)`,
 		"https://ghp_secret@github.com/a/b": `git URL "https://xxxxx@github.com/a/b" carries a user name, which may be a token: remove it (https remotes get $GIT_TOKEN)`,
-		"https://github.com/a/b\nx":         `git URL "https://github.com/a/b\nx": parse "https://github.com/a/b\nx": net/url: invalid control character in URL`,
+		"https://github.com/a/b\nx":         `git URL does not parse (not shown: it may hold credentials): net/url: invalid control character in URL`,
 	}
 	for _, u := range ok {
 		if err := CheckGitURL(u); err != nil {
