@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -231,7 +232,7 @@ func uploadNAR(ctx context.Context, st *store.Store, b Backend, m *store.Meta, l
 	} else {
 		ni.Compression = CompressionZstd
 		ext = ".nar.zst"
-		enc, err := zstd.NewWriter(fileW, zstd.WithEncoderLevel(level))
+		enc, err := newFrameWriter(fileW, level, runtime.GOMAXPROCS(0))
 		if err != nil {
 			return nil, err
 		}
