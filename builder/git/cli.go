@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // writeTreeCLI writes the tree of commit from the bare repository gitDir into dir with the
@@ -102,6 +104,7 @@ func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule,
 		stdin.Close()
 		werr <- err
 	}()
+	copyBuf := make([]byte, 64<<10)
 	rerr := readBlobs(bufio.NewReaderSize(stdout, 256<<10), len(blobs), func(i int, size int64, r io.Reader) error {
 		b := blobs[i]
 		if b.mode == "120000" {
@@ -111,19 +114,7 @@ func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule,
 			}
 			return os.Symlink(string(t), b.path)
 		}
-		perm := os.FileMode(0o644)
-		if b.mode == "100755" {
-			perm = 0o755
-		}
-		f, err := os.OpenFile(b.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-		if err != nil {
-			return err
-		}
-		if _, err := io.CopyN(f, r, size); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
+		return createFile(b.path, b.mode == "100755", r, size, copyBuf)
 	}, func(i int, hash, typ string) error {
 		if hash != blobs[i].hash || typ != "blob" {
 			return fmt.Errorf("git cat-file: asked for blob %s, got %s %s", blobs[i].hash, typ, hash)
@@ -178,6 +169,61 @@ func readBlobs(r *bufio.Reader, n int, write func(i int, size int64, r io.Reader
 		if b, err := r.ReadByte(); err != nil || b != '\n' {
 			return errors.New("git cat-file: missing object terminator")
 		}
+	}
+	return nil
+}
+
+// createFile creates the regular file p with size bytes from r, read-only from the start:
+// mode 0444, or 0555 when executable, the modes the store gives a file (store-format.md
+// section 8), so that the store's canonicalisation finds them right and skips a chmod per
+// file. Writing through the descriptor is allowed whatever the mode. Raw system calls (open,
+// write, close) avoid the poller registration os.OpenFile tries for every file.
+func createFile(p string, executable bool, r io.Reader, size int64, buf []byte) error {
+	perm := uint32(0o444)
+	if executable {
+		perm = 0o555
+	}
+	fd, err := unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	for size > 0 {
+		chunk := buf
+		if int64(len(chunk)) > size {
+			chunk = chunk[:size]
+		}
+		n, rerr := io.ReadFull(r, chunk)
+		if n > 0 {
+			if werr := writeAll(fd, chunk[:n]); werr != nil {
+				unix.Close(fd)
+				return &os.PathError{Op: "write", Path: p, Err: werr}
+			}
+			size -= int64(n)
+		}
+		if rerr != nil {
+			unix.Close(fd)
+			if rerr == io.ErrUnexpectedEOF {
+				rerr = io.EOF
+			}
+			return rerr
+		}
+	}
+	if err := unix.Close(fd); err != nil {
+		return &os.PathError{Op: "close", Path: p, Err: err}
+	}
+	return nil
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
 	}
 	return nil
 }

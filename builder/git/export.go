@@ -28,7 +28,8 @@ type ExportOptions struct {
 }
 
 // Export writes the tree of commit of remote u into dir (which must not exist), without .git,
-// fetching into the mirror only when the commit is missing.
+// fetching into the mirror only when the commit is missing. Regular files are created
+// read-only, mode 0444 (0555 when executable), as the store keeps them; directories are 0755.
 func (m *Mirrors) Export(ctx context.Context, u, commit, dir string, opts ExportOptions) error {
 	return m.export(ctx, u, commit, dir, opts, 0)
 }
@@ -122,11 +123,7 @@ func writeTree(ctx context.Context, repo *gogit.Repository, tree *object.Tree, d
 				return err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
-			perm := os.FileMode(0o644)
-			if e.Mode == filemode.Executable {
-				perm = 0o755
-			}
-			if err := writeBlob(repo, e.Hash, p, perm); err != nil {
+			if err := writeBlob(repo, e.Hash, p, e.Mode == filemode.Executable); err != nil {
 				return fmt.Errorf("%s: %w", path.Join(rel, e.Name), err)
 			}
 		case filemode.Symlink:
@@ -163,7 +160,8 @@ func checkName(name string) error {
 	return nil
 }
 
-func writeBlob(repo *gogit.Repository, h plumbing.Hash, p string, perm os.FileMode) error {
+// writeBlob writes blob h to the new file p, read-only as createFile makes it.
+func writeBlob(repo *gogit.Repository, h plumbing.Hash, p string, executable bool) error {
 	b, err := repo.BlobObject(h)
 	if err != nil {
 		return err
@@ -173,15 +171,7 @@ func writeBlob(repo *gogit.Repository, h plumbing.Hash, p string, perm os.FileMo
 		return err
 	}
 	defer r.Close()
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return createFile(p, executable, r, b.Size, make([]byte, 32<<10))
 }
 
 func readBlob(repo *gogit.Repository, h plumbing.Hash) ([]byte, error) {
