@@ -246,12 +246,9 @@ func realiseOne(ctx context.Context, d *drv.Derivation, opts RealiseOptions, sem
 		return b.Build(ctx, bc, d, out)
 	})
 	if err != nil {
-		if d.Fixed != nil && d.Fixed.NarHash != "" && strings.Contains(err.Error(), "NAR hash mismatch") {
-			found := ""
-			if i := strings.LastIndex(err.Error(), "got "); i >= 0 {
-				found = err.Error()[i+4:]
-			}
-			err = &NarHashMismatchError{Path: d.Path, Locked: d.Fixed.NarHash, Found: found}
+		var mm *store.NarHashMismatchError
+		if d.Fixed != nil && d.Fixed.NarHash != "" && errors.As(err, &mm) {
+			err = &NarHashMismatchError{Path: d.Path, Locked: d.Fixed.NarHash, Found: mm.Got}
 		}
 		task.Done("", err)
 		return nil, "failed", err

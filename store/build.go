@@ -47,6 +47,17 @@ type AddOptions struct {
 	Waiting func(holder LeaseRecord)
 }
 
+// NarHashMismatchError is a build whose output's NAR hash differs from AddOptions.ExpectNarHash.
+// Nothing was registered.
+type NarHashMismatchError struct {
+	Path          Path
+	Expected, Got string
+}
+
+func (e *NarHashMismatchError) Error() string {
+	return fmt.Sprintf("building %s: NAR hash mismatch: expected %s, got %s", e.Path, e.Expected, e.Got)
+}
+
 // BuildFunc creates the object at out, a path that does not exist yet: a regular file, a
 // symlink or a directory tree. It may leave any modes and times: the store canonicalises.
 type BuildFunc func(ctx context.Context, out string) error
@@ -157,7 +168,7 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 		return nil, fmt.Errorf("building %s: hashing: %w", p, err)
 	}
 	if opts.ExpectNarHash != "" && opts.ExpectNarHash != narHash {
-		return nil, fmt.Errorf("building %s: NAR hash mismatch: expected %s, got %s", p, opts.ExpectNarHash, narHash)
+		return nil, &NarHashMismatchError{Path: p, Expected: opts.ExpectNarHash, Got: narHash}
 	}
 	if err := syncObject(out); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)

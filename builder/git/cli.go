@@ -24,7 +24,10 @@ import (
 func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	env := append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_NO_REPLACE_OBJECTS=1")
+	// A hermetic environment: the export reads a bare repository and needs nothing of the
+	// user's (no config, no replace objects, no locale); "git" itself is found on this
+	// process's PATH by exec.
+	env := []string{"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_NO_REPLACE_OBJECTS=1", "LC_ALL=C"}
 	ls := exec.CommandContext(ctx, "git", "--git-dir="+gitDir, "ls-tree", "-r", "-t", "-z", "--full-tree", commit)
 	ls.Env = env
 	var lsErr bytes.Buffer
