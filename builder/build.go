@@ -39,7 +39,7 @@ type BuildOptions struct {
 	// Offline builds without network: pip resolves from local find_links only and wheels
 	// come from the wheel cache and find_links (the spec's options.offline does the same).
 	Offline bool
-	// Environ is the caller's environment (cmd passes os.Environ()): PATH and what the
+	// Environ is the caller's environment (cmd passes its own): PATH and what the
 	// Python interpreter needs to be found and probed; pip sees only python.PassEnv(Environ).
 	Environ []string
 	// Models configures model downloads (tokens, endpoints, GCS client); cmd fills it.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/store"
 	"github.com/runpod-comfy/runpod-comfy/store/cache"
 )
@@ -121,7 +122,7 @@ func runPush(cmd *cobra.Command, g *Globals, o *PushOptions) error {
 		return err
 	}
 	b := backends[0]
-	progress := func(ev cache.PushEvent) {
+	report := func(ev cache.PushEvent) {
 		if g.JSON {
 			return
 		}
@@ -129,9 +130,9 @@ func runPush(cmd *cobra.Command, g *Globals, o *PushOptions) error {
 			fmt.Fprintf(stderr, "[%d/%d] in cache %s\n", ev.Done, ev.Total, ev.Path)
 			return
 		}
-		fmt.Fprintf(stderr, "[%d/%d] pushed %s (%s NAR, %s %s)\n", ev.Done, ev.Total, ev.Path, cacheBytes(ev.NarSize), cacheBytes(ev.FileSize), ev.Compression)
+		fmt.Fprintf(stderr, "[%d/%d] pushed %s (%s NAR, %s %s)\n", ev.Done, ev.Total, ev.Path, progress.FormatBytes(ev.NarSize), progress.FormatBytes(ev.FileSize), ev.Compression)
 	}
-	res, err := cache.Push(ctx, st, b, paths, cache.PushOptions{SignKey: key, Jobs: o.Jobs, Progress: progress})
+	res, err := cache.Push(ctx, st, b, paths, cache.PushOptions{SignKey: key, Jobs: o.Jobs, Progress: report})
 	if err != nil {
 		return err
 	}
@@ -147,22 +148,8 @@ func runPush(cmd *cobra.Command, g *Globals, o *PushOptions) error {
 		signed = "signed by " + key.Name
 	}
 	fmt.Fprintf(stdout, "pushed %d objects (%s NAR, %s uploaded), %d already in %s; %s\n",
-		res.Pushed, cacheBytes(res.NarBytes), cacheBytes(res.FileBytes), res.Skipped, b.URL(), signed)
+		res.Pushed, progress.FormatBytes(res.NarBytes), progress.FormatBytes(res.FileBytes), res.Skipped, b.URL(), signed)
 	return nil
-}
-
-// cacheBytes formats n as "12.3 MB" (powers of 1000).
-func cacheBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
 
 func cacheJSON(w io.Writer, v any) error {
