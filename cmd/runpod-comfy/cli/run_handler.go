@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -189,9 +188,12 @@ func outputSink(ctx context.Context, o *RunHandlerOptions) (runner.Sink, func(),
 		}
 		return runner.FileSink{Dir: o.OutDir}, none, nil
 	case "gcs":
-		gopts, err := gcsOptionsFromEnvironment(o)
+		gopts, err := gcsOptionsFromEnvironment(o.GCSBucket, o.GCSPrefix)
 		if err != nil {
-			return nil, none, err
+			return nil, none, usageError(err)
+		}
+		if gopts.Bucket == "" {
+			return nil, none, usageError(errors.New("--output gcs needs a bucket: --gcs-bucket or GCS_BUCKET"))
 		}
 		s, err := runner.NewGCSSink(ctx, gopts)
 		if err != nil {
@@ -200,65 +202,6 @@ func outputSink(ctx context.Context, o *RunHandlerOptions) (runner.Sink, func(),
 		return s, func() { s.Close() }, nil
 	}
 	return nil, none, usageError(fmt.Errorf("--output %q: use base64, file or gcs", o.Output))
-}
-
-// gcsOptionsFromEnvironment reads the seed's GCS variables (their names are kept).
-func gcsOptionsFromEnvironment(o *RunHandlerOptions) (runner.GCSOptions, error) {
-	g := runner.GCSOptions{
-		Bucket:          firstNonEmpty(o.GCSBucket, os.Getenv("GCS_BUCKET")),
-		Prefix:          firstNonEmpty(o.GCSPrefix, os.Getenv("GCS_PREFIX")),
-		Project:         firstNonEmpty(os.Getenv("GOOGLE_CLOUD_PROJECT"), os.Getenv("GCS_PROJECT")),
-		CredentialsFile: os.Getenv("GOOGLE_APPLICATION_CREDENTIALS"),
-		Endpoint:        os.Getenv("GCS_ENDPOINT"),
-		Public:          os.Getenv("GCS_PUBLIC") == "1",
-		Validate:        os.Getenv("GCS_VALIDATE") == "1",
-		Retries:         3,
-		RetryBaseSleep:  time.Second,
-		SignedURLTTL:    time.Hour,
-	}
-	if g.Bucket == "" {
-		return g, usageError(errors.New("--output gcs needs a bucket: --gcs-bucket or GCS_BUCKET"))
-	}
-	if v := os.Getenv("GCS_RETRIES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return g, usageError(fmt.Errorf("GCS_RETRIES=%q: want a whole number >= 0", v))
-		}
-		g.Retries = n
-	}
-	if v := os.Getenv("GCS_RETRY_BASE_SLEEP"); v != "" {
-		s, err := strconv.ParseFloat(v, 64)
-		if err != nil || s < 0 {
-			return g, usageError(fmt.Errorf("GCS_RETRY_BASE_SLEEP=%q: want seconds", v))
-		}
-		g.RetryBaseSleep = time.Duration(s * float64(time.Second))
-	}
-	if v := os.Getenv("GCS_SIGNED_URL_TTL"); v != "" {
-		s, err := strconv.Atoi(v)
-		if err != nil || s <= 0 {
-			return g, usageError(fmt.Errorf("GCS_SIGNED_URL_TTL=%q: want seconds", v))
-		}
-		g.SignedURLTTL = time.Duration(s) * time.Second
-	}
-	if g.Endpoint != "" {
-		// An emulator: signed URLs point at it too.
-		host := strings.TrimPrefix(strings.TrimPrefix(g.Endpoint, "http://"), "https://")
-		g.SignedURLHost = strings.SplitN(host, "/", 2)[0]
-		g.SignedURLInsecure = strings.HasPrefix(g.Endpoint, "http://")
-		if !strings.Contains(g.Endpoint, "/storage/v1") {
-			g.Endpoint = strings.TrimRight(g.Endpoint, "/") + "/storage/v1/"
-		}
-	}
-	return g, nil
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // ensureBuilt returns the runtime root of the version named by arg (an id or a spec file),

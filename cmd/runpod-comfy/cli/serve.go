@@ -10,14 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
-	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/runner/worker"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -173,7 +171,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	if err != nil {
 		return fmt.Errorf("opening the store at %s: %w", g.Root, err)
 	}
-	gcs, err := serveGCSOptions(o)
+	gcs, err := gcsOptionsFromEnvironment(o.GCSBucket, o.GCSPrefix)
 	if err != nil {
 		return usageError(err)
 	}
@@ -278,64 +276,4 @@ func serveWorkerConfig(log *slog.Logger) (worker.Config, error) {
 		cfg.PingInterval = time.Duration(ms) * time.Millisecond
 	}
 	return cfg, nil
-}
-
-// serveGCSOptions reads the GCS variables for gcs output, with run-handler's names and
-// meanings (seconds, "1" or "true"), plus GCS_CREDENTIALS_FILE, GCS_CREDENTIALS_JSON and
-// GCS_PUBLIC_BASE_URL. Unlike run-handler it needs no bucket: a job may give gcs_bucket.
-func serveGCSOptions(o *ServeOptions) (runner.GCSOptions, error) {
-	g := runner.GCSOptions{
-		Bucket:          o.GCSBucket,
-		Prefix:          strings.Trim(o.GCSPrefix, "/"),
-		Project:         serveEnv("GOOGLE_CLOUD_PROJECT", os.Getenv("GCS_PROJECT")),
-		CredentialsFile: serveEnv("GCS_CREDENTIALS_FILE", os.Getenv("GOOGLE_APPLICATION_CREDENTIALS")),
-		Endpoint:        os.Getenv("GCS_ENDPOINT"),
-		PublicBaseURL:   os.Getenv("GCS_PUBLIC_BASE_URL"),
-		Retries:         3,
-		RetryBaseSleep:  time.Second,
-		SignedURLTTL:    time.Hour,
-	}
-	if j := os.Getenv("GCS_CREDENTIALS_JSON"); j != "" {
-		g.CredentialsJSON = []byte(j)
-	}
-	for name, dst := range map[string]*bool{"GCS_PUBLIC": &g.Public, "GCS_VALIDATE": &g.Validate} {
-		if v := os.Getenv(name); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return g, fmt.Errorf("%s=%q: want 1 or 0 (true or false)", name, v)
-			}
-			*dst = b
-		}
-	}
-	if v := os.Getenv("GCS_RETRIES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return g, fmt.Errorf("GCS_RETRIES=%q: want a whole number >= 0", v)
-		}
-		g.Retries = n
-	}
-	if v := os.Getenv("GCS_RETRY_BASE_SLEEP"); v != "" {
-		sec, err := strconv.ParseFloat(v, 64)
-		if err != nil || sec < 0 {
-			return g, fmt.Errorf("GCS_RETRY_BASE_SLEEP=%q: want seconds", v)
-		}
-		g.RetryBaseSleep = time.Duration(sec * float64(time.Second))
-	}
-	if v := os.Getenv("GCS_SIGNED_URL_TTL"); v != "" {
-		sec, err := strconv.Atoi(v)
-		if err != nil || sec <= 0 {
-			return g, fmt.Errorf("GCS_SIGNED_URL_TTL=%q: want seconds", v)
-		}
-		g.SignedURLTTL = time.Duration(sec) * time.Second
-	}
-	if g.Endpoint != "" {
-		// An emulator: signed URLs point at it too.
-		host := strings.TrimPrefix(strings.TrimPrefix(g.Endpoint, "http://"), "https://")
-		g.SignedURLHost = strings.SplitN(host, "/", 2)[0]
-		g.SignedURLInsecure = strings.HasPrefix(g.Endpoint, "http://")
-		if !strings.Contains(g.Endpoint, "/storage/v1") {
-			g.Endpoint = strings.TrimRight(g.Endpoint, "/") + "/storage/v1/"
-		}
-	}
-	return g, nil
 }
