@@ -335,6 +335,9 @@ func (f *Fetcher) httpOpener(rawURL string) opener {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if hostNotFound(err) {
+				return nil, fmt.Errorf("downloading %s: %w", red, redactErr(err))
+			}
 			return nil, &retryable{err: fmt.Errorf("downloading %s: %w", red, redactErr(err))}
 		}
 		switch sc := resp.StatusCode; {
@@ -500,4 +503,11 @@ func gcsError(ctx context.Context, red string, err error) error {
 		return &retryable{err: fmt.Errorf("reading %s: %w", red, err)}
 	}
 	return fmt.Errorf("reading %s: %w", red, err)
+}
+
+// hostNotFound reports whether err is a DNS answer that the host does not exist: no retry
+// will change it (a wrong host name, or no network), so it fails at once.
+func hostNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -549,5 +551,16 @@ func TestFetchLocalFile(t *testing.T) {
 			t.Fatalf("result %+v", res)
 		}
 		checkFile(t, dst, data)
+	}
+}
+
+// TestUnknownHostFailsAtOnce: a host that DNS says does not exist is not retried.
+func TestUnknownHostFailsAtOnce(t *testing.T) {
+	err := &net.DNSError{Err: "no such host", Name: "no-such-host.invalid", IsNotFound: true}
+	if !hostNotFound(fmt.Errorf("wrapped: %w", &url.Error{Op: "Get", URL: "https://no-such-host.invalid/x", Err: err})) {
+		t.Error("a wrapped not-found DNS error is not recognised")
+	}
+	if hostNotFound(&net.DNSError{Err: "i/o timeout", Name: "example.com", IsTimeout: true}) {
+		t.Error("a DNS timeout is treated as permanent; it should be retried")
 	}
 }

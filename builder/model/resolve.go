@@ -122,6 +122,9 @@ func (f *Fetcher) withRetry(ctx context.Context, red string, do func() (*http.Re
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if hostNotFound(err) {
+				return nil, fmt.Errorf("%s: %w", red, redactErr(err))
+			}
 			err = redactErr(err)
 		}
 		if attempt+1 >= f.retry.Attempts {
