@@ -127,6 +127,9 @@ func TestPushKilled(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no narinfo after the kill")
 	}
+	if n == len(c.All) {
+		t.Fatal("the child had pushed the whole closure before the kill: no interrupted push was checked")
+	}
 
 	// Pushing again completes the cache, and the result substitutes.
 	res := pushT(t, st, NewFileBackend(cacheDir), []store.Path{c.Root}, nil)
