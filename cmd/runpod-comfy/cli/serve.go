@@ -108,12 +108,26 @@ func serveEnv(name, def string) string {
 	return def
 }
 
-// serveEnvSeconds returns $name as whole seconds, else def.
+// serveEnvSeconds returns $name as whole seconds, else def. A value that is not a positive
+// whole number leaves def here; checkServeEnvSeconds refuses it when serve runs.
 func serveEnvSeconds(name string, def time.Duration) time.Duration {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
 		return time.Duration(n) * time.Second
 	}
 	return def
+}
+
+// checkServeEnvSeconds refuses a set $name that serveEnvSeconds could not read, rather than
+// silently using the default.
+func checkServeEnvSeconds(name string) error {
+	v := os.Getenv(name)
+	if v == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(v); err != nil || n <= 0 {
+		return fmt.Errorf("%s=%q: want whole seconds > 0", name, v)
+	}
+	return nil
 }
 
 func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr io.Writer) error {
@@ -127,6 +141,9 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	}
 	if o.TestInput != "" && o.APIPort != 0 {
 		return usageError(errors.New("--test-input and --api-port exclude each other"))
+	}
+	if err := checkServeEnvSeconds("RUNPOD_INIT_TIMEOUT"); err != nil {
+		return usageError(err)
 	}
 	level := slog.LevelInfo
 	if g.Verbose {
