@@ -201,3 +201,30 @@ func TestCacheInfo(t *testing.T) {
 		t.Fatal("missing StoreDir accepted")
 	}
 }
+
+// TestNarInfoNonNixCA checks that a content address Nix cannot parse (a git source's
+// "git:<commit>") is written under X-CA, leaving the narinfo readable by Nix, and read back.
+func TestNarInfoNonNixCA(t *testing.T) {
+	n, err := ParseNarInfo([]byte(nixHelloNarInfo), "hello.narinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.CA = "git:0123456789abcdef0123456789abcdef01234567"
+	out, err := n.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "\nX-CA: "+n.CA+"\n") || strings.Contains(string(out), "\nCA: ") {
+		t.Fatalf("narinfo:\n%s", out)
+	}
+	back, err := ParseNarInfo(out, "git.narinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.CA != n.CA {
+		t.Fatalf("CA read back as %q, want %q", back.CA, n.CA)
+	}
+	if _, err := ParseNarInfo(append(out, "CA: fixed:sha256:x\n"...), "both.narinfo"); err == nil || !strings.Contains(err.Error(), "both CA and X-CA") {
+		t.Fatalf("CA and X-CA together: %v", err)
+	}
+}

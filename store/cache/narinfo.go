@@ -35,7 +35,7 @@ type NarInfo struct {
 	References  []string // base names, sorted, self-reference included
 	Deriver     string   // base name of the deriver, "" for none
 	Sigs        []string // "keyname:base64" ed25519 signatures of Fingerprint()
-	CA          string   // content address, "" for input-addressed objects
+	CA          string   // content address, "" for input-addressed objects; written as X-CA when not in Nix's form
 
 	// Kind and Derivation are runpod-comfy's own keys (X-Kind, X-Derivation; Nix ignores
 	// unknown keys). They are informational: signatures do not cover them.
@@ -67,7 +67,13 @@ func (n *NarInfo) MarshalText() ([]byte, error) {
 		kv("Sig", s)
 	}
 	if n.CA != "" {
-		kv("CA", n.CA)
+		// Nix refuses a narinfo whose CA is not "text:" or "fixed:" (git sources record
+		// "git:<commit>"): such a content address goes under our own key instead.
+		if isNixCA(n.CA) {
+			kv("CA", n.CA)
+		} else {
+			kv("X-CA", n.CA)
+		}
 	}
 	if n.Kind != "" {
 		kv("X-Kind", n.Kind)
@@ -80,6 +86,11 @@ func (n *NarInfo) MarshalText() ([]byte, error) {
 		kv("X-Derivation", c.String())
 	}
 	return b.Bytes(), nil
+}
+
+// isNixCA reports whether ca has one of the content-address prefixes Nix parses.
+func isNixCA(ca string) bool {
+	return strings.HasPrefix(ca, "text:") || strings.HasPrefix(ca, "fixed:")
 }
 
 // ParseNarInfo reads a narinfo; name (the file or URL it came from) prefixes every error.
@@ -135,7 +146,10 @@ func ParseNarInfo(data []byte, name string) (*NarInfo, error) {
 			}
 		case "Sig":
 			n.Sigs = append(n.Sigs, v)
-		case "CA":
+		case "CA", "X-CA":
+			if n.CA != "" {
+				err = fmt.Errorf("both CA and X-CA are set")
+			}
 			n.CA = v
 		case "X-Kind":
 			n.Kind = v
