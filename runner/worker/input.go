@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 )
@@ -225,6 +226,12 @@ func fetchWorkflow(ctx context.Context, hc *http.Client, u string) (json.RawMess
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		// The *url.Error carries the whole URL, whose query may be a pre-signed URL's
+		// signature: keep only what redactURL keeps, as for a bad status below.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = &url.Error{Op: ue.Op, URL: redactURL(ue.URL), Err: ue.Err}
+		}
 		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching: %w", err)}
 	}
 	defer resp.Body.Close()

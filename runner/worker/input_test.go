@@ -1,7 +1,10 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -65,4 +68,22 @@ func TestParseInput(t *testing.T) {
 func mustString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestFetchWorkflowRedactsQuery checks that a workflow_url that cannot be fetched is named
+// without its query, which may hold a pre-signed URL's signature.
+func TestFetchWorkflowRedactsQuery(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: the request fails to connect
+	_, err = fetchWorkflow(context.Background(), &http.Client{}, "http://"+addr+"/wf.json?X-Amz-Signature=s3cr3t")
+	if err == nil {
+		t.Fatal("fetching from a closed port succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), addr+"/wf.json") {
+		t.Fatalf("error %q: want the URL without its query", err)
+	}
 }
