@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
+	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
@@ -359,11 +359,11 @@ func diffTrees(a, b string) ([]FileDiff, error) {
 			continue
 		default:
 			pa, pb := filepath.Join(a, n), filepath.Join(b, n)
-			ha, err := fileSHA256(pa)
+			ha, err := filehash.SHA256Hex(pa)
 			if err != nil {
 				return nil, err
 			}
-			hb, err := fileSHA256(pb)
+			hb, err := filehash.SHA256Hex(pb)
 			if err != nil {
 				return nil, err
 			}
@@ -378,19 +378,6 @@ func diffTrees(a, b string) ([]FileDiff, error) {
 		diffs = append(diffs, fd)
 	}
 	return diffs, nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // maxTextSize bounds the files lineDiff reads.

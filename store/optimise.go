@@ -2,16 +2,16 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
 )
 
 // OptimiseResult reports what Optimise did.
@@ -104,7 +104,7 @@ func (s *Store) Optimise(ctx context.Context) (*OptimiseResult, error) {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
-			sum, err := fileSHA256(f.path)
+			sum, err := filehash.SHA256(f.path)
 			if err != nil {
 				return res, fmt.Errorf("optimise: %w", err)
 			}
@@ -145,21 +145,6 @@ func (s *Store) probeLinks() error {
 		return err
 	}
 	return os.Link(a, filepath.Join(dir, "b"))
-}
-
-func fileSHA256(path string) ([32]byte, error) {
-	var sum [32]byte
-	f, err := os.Open(path)
-	if err != nil {
-		return sum, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return sum, err
-	}
-	copy(sum[:], h.Sum(nil))
-	return sum, nil
 }
 
 // replaceWithLink replaces dup by a hard link to keep: link to a temporary name in dup's

@@ -3,12 +3,9 @@ package python
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -232,7 +230,7 @@ func readReport(data []byte, requires []Requirement) ([]specs.PackageLock, strin
 		}
 		u.User, u.Fragment, u.RawFragment = nil, "", ""
 		if sha == "" && u.Scheme == "file" {
-			if sha, err = fileSHA256(u.Path); err != nil {
+			if sha, err = filehash.SHA256Hex(u.Path); err != nil {
 				return nil, "", fmt.Errorf("hashing %s: %w", u.Path, err)
 			}
 		}
@@ -257,19 +255,6 @@ func readReport(data []byte, requires []Requirement) ([]specs.PackageLock, strin
 }
 
 var sha256Re = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
 
 // redactURL removes any user and password from a URL.
 func redactURL(s string) string {
