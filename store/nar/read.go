@@ -6,8 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -58,6 +57,7 @@ type Reader struct {
 	inFile    bool
 	fileSize  int64
 	err       error
+	scratch   []byte // backing array of readBytes
 }
 
 // NewReader returns a Reader reading a NAR from r.
@@ -71,42 +71,63 @@ func (r *Reader) fail(format string, args ...any) error {
 }
 
 func (r *Reader) readStr(max int, what string) (string, error) {
+	b, err := r.readBytes(max, what, false)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// readBytes reads one padded string into r.scratch, valid until the next call. When quote is
+// set, what is a token, quoted in error messages (only then, so that no call allocates).
+func (r *Reader) readBytes(max int, what string, quote bool) ([]byte, error) {
 	var l [8]byte
 	if _, err := io.ReadFull(r.r, l[:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return "", r.fail("unexpected end reading %s", what)
+			return nil, r.fail("unexpected end reading %s", describe(what, quote))
 		}
 		r.err = err
-		return "", err
+		return nil, err
 	}
 	n := binary.LittleEndian.Uint64(l[:])
 	if n > uint64(max) {
-		return "", r.fail("%s of %d bytes is longer than %d", what, n, max)
+		return nil, r.fail("%s of %d bytes is longer than %d", describe(what, quote), n, max)
 	}
-	b := make([]byte, (n+7)/8*8)
+	padded := int((n + 7) / 8 * 8)
+	if cap(r.scratch) < padded {
+		r.scratch = make([]byte, padded)
+	}
+	b := r.scratch[:padded]
 	if _, err := io.ReadFull(r.r, b); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return "", r.fail("unexpected end reading %s", what)
+			return nil, r.fail("unexpected end reading %s", describe(what, quote))
 		}
 		r.err = err
-		return "", err
+		return nil, err
 	}
 	for _, c := range b[n:] {
 		if c != 0 {
-			return "", r.fail("non-zero padding after %s", what)
+			return nil, r.fail("non-zero padding after %s", describe(what, quote))
 		}
 	}
-	return string(b[:n]), nil
+	return b[:n], nil
+}
+
+func describe(what string, quote bool) string {
+	if quote {
+		return strconv.Quote(what)
+	}
+	return what
 }
 
 func (r *Reader) expect(tokens ...string) error {
 	for _, t := range tokens {
-		s, err := r.readStr(64, fmt.Sprintf("%q", t))
+		b, err := r.readBytes(64, t, true)
 		if err != nil {
 			return err
 		}
-		if s != t {
-			return r.fail("expected %q, found %q", t, s)
+		if string(b) != t {
+			return r.fail("expected %q, found %q", t, b)
 		}
 	}
 	return nil
@@ -144,11 +165,11 @@ func (r *Reader) Next() (*Header, error) {
 			return nil, io.EOF
 		}
 		top := &r.stack[len(r.stack)-1]
-		tok, err := r.readStr(64, "directory entry")
+		tok, err := r.readBytes(64, "directory entry", false)
 		if err != nil {
 			return nil, err
 		}
-		switch tok {
+		switch string(tok) {
 		case ")":
 			r.stack = r.stack[:len(r.stack)-1]
 			if err := r.closeNode(); err != nil {
@@ -310,51 +331,4 @@ func (r *Reader) endFile() error {
 		return err
 	}
 	return r.closeNode()
-}
-
-// Restore unpacks the NAR read from r at dst, which must not exist. Files get mode 0644, or
-// 0755 when executable; directories 0755. On error, dst may hold a partial tree: callers
-// restore into a staging path.
-func Restore(r io.Reader, dst string) error {
-	nr := NewReader(r)
-	buf := make([]byte, 1<<20)
-	for {
-		h, err := nr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("restoring NAR: %w", err)
-		}
-		p := dst
-		if h.Path != "/" {
-			p = filepath.Join(dst, filepath.FromSlash(h.Path[1:]))
-		}
-		switch h.Type {
-		case TypeDirectory:
-			if err := os.Mkdir(p, 0o755); err != nil {
-				return fmt.Errorf("restoring NAR: %w", err)
-			}
-		case TypeSymlink:
-			if err := os.Symlink(h.LinkTarget, p); err != nil {
-				return fmt.Errorf("restoring NAR: %w", err)
-			}
-		case TypeRegular:
-			mode := os.FileMode(0o644)
-			if h.Executable {
-				mode = 0o755
-			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-			if err != nil {
-				return fmt.Errorf("restoring NAR: %w", err)
-			}
-			_, err = io.CopyBuffer(f, nr, buf)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("restoring NAR: %s: %w", h.Path, err)
-			}
-		}
-	}
 }
