@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/runpod-comfy/runpod-comfy/internal/rawfile"
 )
 
 // writeTreeCLI writes the tree of commit from the bare repository gitDir into dir with the
@@ -186,47 +186,5 @@ func createFile(p string, executable bool, r io.Reader, size int64, buf []byte) 
 	if executable {
 		perm = 0o555
 	}
-	fd, err := unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: p, Err: err}
-	}
-	for size > 0 {
-		chunk := buf
-		if int64(len(chunk)) > size {
-			chunk = chunk[:size]
-		}
-		n, rerr := io.ReadFull(r, chunk)
-		if n > 0 {
-			if werr := writeAll(fd, chunk[:n]); werr != nil {
-				unix.Close(fd)
-				return &os.PathError{Op: "write", Path: p, Err: werr}
-			}
-			size -= int64(n)
-		}
-		if rerr != nil {
-			unix.Close(fd)
-			if rerr == io.ErrUnexpectedEOF {
-				rerr = io.EOF
-			}
-			return rerr
-		}
-	}
-	if err := unix.Close(fd); err != nil {
-		return &os.PathError{Op: "close", Path: p, Err: err}
-	}
-	return nil
-}
-
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
+	return rawfile.CopyN(p, perm, r, size, buf)
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/rawfile"
 )
 
 // Restore tuning: regular files up to smallFile bytes are read into a pooled buffer by the
@@ -90,7 +92,7 @@ func (w *restorer) writer() {
 		w.mu.Unlock()
 		var err error
 		if !failed {
-			err = writeFile(j.path, j.perm, *j.buf)
+			err = rawfile.WriteFile(j.path, j.perm, *j.buf)
 		}
 		n := len(*j.buf)
 		*j.buf = (*j.buf)[:0]
@@ -171,7 +173,7 @@ func (w *restorer) parse(nr *Reader, dst string) error {
 				if copyBuf == nil {
 					copyBuf = make([]byte, copyBufSize)
 				}
-				if err := copyFile(p, perm, nr, h.Size, copyBuf); err != nil {
+				if err := rawfile.CopyN(p, perm, nr, h.Size, copyBuf); err != nil {
 					return err
 				}
 				continue
@@ -196,75 +198,4 @@ func (w *restorer) parse(nr *Reader, dst string) error {
 			w.jobs <- fileJob{path: p, perm: perm, buf: bp}
 		}
 	}
-}
-
-func openNew(p string, perm uint32) (int, error) {
-	fd, err := unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
-	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: p, Err: err}
-	}
-	return fd, nil
-}
-
-// writeFile creates p with perm and contents b.
-func writeFile(p string, perm uint32, b []byte) error {
-	fd, err := openNew(p, perm)
-	if err != nil {
-		return err
-	}
-	if err := writeAll(fd, b); err != nil {
-		unix.Close(fd)
-		return &os.PathError{Op: "write", Path: p, Err: err}
-	}
-	if err := unix.Close(fd); err != nil {
-		return &os.PathError{Op: "close", Path: p, Err: err}
-	}
-	return nil
-}
-
-// copyFile creates p with perm and the size bytes read from r.
-func copyFile(p string, perm uint32, r io.Reader, size int64, buf []byte) error {
-	fd, err := openNew(p, perm)
-	if err != nil {
-		return err
-	}
-	for size > 0 {
-		chunk := buf
-		if int64(len(chunk)) > size {
-			chunk = chunk[:size]
-		}
-		n, rerr := io.ReadFull(r, chunk)
-		if n > 0 {
-			if werr := writeAll(fd, chunk[:n]); werr != nil {
-				unix.Close(fd)
-				return &os.PathError{Op: "write", Path: p, Err: werr}
-			}
-			size -= int64(n)
-		}
-		if rerr != nil {
-			unix.Close(fd)
-			return fmt.Errorf("%s: %w", p, rerr)
-		}
-	}
-	if err := unix.Close(fd); err != nil {
-		return &os.PathError{Op: "close", Path: p, Err: err}
-	}
-	return nil
-}
-
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return io.ErrShortWrite
-		}
-		b = b[n:]
-	}
-	return nil
 }
