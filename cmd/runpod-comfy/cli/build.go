@@ -13,6 +13,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 func init() { register(newBuildCmd) }
@@ -74,7 +75,7 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 	if o.DownloadJobs < 1 {
 		return usageError(fmt.Errorf("--download-jobs %d: must be at least 1", o.DownloadJobs))
 	}
-	mo, closeGCS, err := modelOptions(ctx, spec)
+	bo, closeGCS, err := buildOptions(ctx, g, spec)
 	if err != nil {
 		return err
 	}
@@ -86,20 +87,10 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 		return err
 	}
 	defer closeSubst()
-	res, err := builder.Build(ctx, builder.BuildOptions{
-		Models:       mo,
-		DownloadJobs: o.DownloadJobs,
-		Root:         g.Root,
-		Spec:         spec,
-		LockFile:     o.LockFile,
-		Jobs:         o.Jobs,
-		GitToken:     gitToken(),
-		SkipModels:   o.SkipModels,
-		Offline:      o.Offline,
-		Environ:      os.Environ(),
-		Progress:     pr,
-		Substitute:   substitute,
-	})
+	bo.DownloadJobs, bo.LockFile, bo.Jobs = o.DownloadJobs, o.LockFile, o.Jobs
+	bo.SkipModels, bo.Offline = o.SkipModels, o.Offline
+	bo.Progress, bo.Substitute = pr, substitute
+	res, err := builder.Build(ctx, bo)
 	pr.Close()
 	if res != nil {
 		if g.JSON {
@@ -147,6 +138,17 @@ func newProgress(ctx context.Context, g *Globals, w io.Writer) *progress.Display
 		}
 	}
 	return progress.New(ctx, w, opts)
+}
+
+// buildOptions returns the builder options every command shares for spec: ROOT, the spec, the
+// git token, this process's environment and the model download settings (tokens, endpoints,
+// a GCS client when a model comes from gs://). The returned func releases the GCS client.
+func buildOptions(ctx context.Context, g *Globals, spec *specs.Spec) (builder.BuildOptions, func(), error) {
+	mo, closeGCS, err := modelOptions(ctx, spec)
+	if err != nil {
+		return builder.BuildOptions{}, func() {}, err
+	}
+	return builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), Environ: os.Environ(), Models: mo}, closeGCS, nil
 }
 
 // gitToken is the token sent to https git remotes: $GIT_TOKEN, else $GITHUB_TOKEN.

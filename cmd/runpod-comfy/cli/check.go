@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -64,27 +63,14 @@ func runCheck(ctx context.Context, g *Globals, o *CheckOptions, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	mo, closeGCS, err := modelOptions(ctx, spec)
+	bo, closeGCS, err := buildOptions(ctx, g, spec)
 	if err != nil {
 		return err
 	}
 	defer closeGCS()
 	pr := newProgress(ctx, g, stderr)
-	rep, err := builder.Check(ctx, builder.CheckOptions{
-		BuildOptions: builder.BuildOptions{
-			Root:       g.Root,
-			Spec:       spec,
-			LockFile:   o.LockFile,
-			Jobs:       o.Jobs,
-			GitToken:   gitToken(),
-			SkipModels: o.SkipModels,
-			Offline:    o.Offline,
-			Environ:    os.Environ(),
-			Models:     mo,
-			Progress:   pr,
-		},
-		Keep: o.Keep,
-	})
+	bo.LockFile, bo.Jobs, bo.SkipModels, bo.Offline, bo.Progress = o.LockFile, o.Jobs, o.SkipModels, o.Offline, pr
+	rep, err := builder.Check(ctx, builder.CheckOptions{BuildOptions: bo, Keep: o.Keep})
 	pr.Close()
 	if err != nil {
 		return err

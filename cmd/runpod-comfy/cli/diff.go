@@ -81,16 +81,14 @@ func diffSide(ctx context.Context, g *Globals, s *store.Store, o *DiffOptions, a
 	if err != nil {
 		return diff.Side{}, err
 	}
-	mo, closeGCS, err := modelOptions(ctx, spec)
+	bo, closeGCS, err := buildOptions(ctx, g, spec)
 	if err != nil {
 		return diff.Side{}, err
 	}
 	defer closeGCS()
 	pr := newProgress(ctx, g, stderr)
-	lock, _, _, err := builder.EnsureLock(ctx, builder.BuildOptions{
-		Root: g.Root, Spec: spec, GitToken: gitToken(), Offline: o.Offline,
-		Environ: os.Environ(), Models: mo, Progress: pr,
-	})
+	bo.Offline, bo.Progress = o.Offline, pr
+	lock, _, _, err := builder.EnsureLock(ctx, bo)
 	pr.Close()
 	if err != nil {
 		return diff.Side{}, fmt.Errorf("resolving %s: %w", arg, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -52,13 +51,14 @@ func runPlan(ctx context.Context, g *Globals, o *PlanOptions, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	mo, closeGCS, err := modelOptions(ctx, spec)
+	bo, closeGCS, err := buildOptions(ctx, g, spec)
 	if err != nil {
 		return err
 	}
 	defer closeGCS()
 	pr := newProgress(ctx, g, stderr)
-	plan, s, err := builder.LoadPlan(ctx, builder.BuildOptions{Root: g.Root, Spec: spec, LockFile: o.LockFile, GitToken: gitToken(), Progress: pr, Environ: os.Environ(), Models: mo})
+	bo.LockFile, bo.Progress = o.LockFile, pr
+	plan, s, err := builder.LoadPlan(ctx, bo)
 	pr.Close()
 	if err != nil {
 		return err

@@ -31,15 +31,11 @@ func init() {
 			all.Models = append(all.Models, s.Models...)
 		}
 		// The GCS client (only made when a model comes from gs://) lives until the command ends.
-		mo, _, err := modelOptions(ctx, all)
+		bo, _, err := buildOptions(ctx, g, all)
 		if err != nil {
 			return nil, err
 		}
-		return builder.NewRepairer(builder.BuildOptions{
-			Root:     g.Root,
-			GitToken: gitToken(),
-			Environ:  os.Environ(),
-			Models:   mo,
-		}, versions)
+		bo.Spec = nil // each repair uses the spec of the version that planned the object
+		return builder.NewRepairer(bo, versions)
 	}
 }

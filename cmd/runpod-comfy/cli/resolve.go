@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -61,23 +60,13 @@ func runResolve(ctx context.Context, g *Globals, o *ResolveOptions, stdout, stde
 		return err
 	}
 	pr := newProgress(ctx, g, stderr)
-	mo, closeGCS, err := modelOptions(ctx, spec)
+	bo, closeGCS, err := buildOptions(ctx, g, spec)
 	if err != nil {
 		return err
 	}
 	defer closeGCS()
-	lock, file, resolved, err := builder.EnsureLock(ctx, builder.BuildOptions{
-		Root:        g.Root,
-		Spec:        spec,
-		LockFile:    o.LockFile,
-		Update:      o.Update,
-		UpdateNames: o.Names,
-		Offline:     o.Offline,
-		Environ:     os.Environ(),
-		GitToken:    gitToken(),
-		Progress:    pr,
-		Models:      mo,
-	})
+	bo.LockFile, bo.Update, bo.UpdateNames, bo.Offline, bo.Progress = o.LockFile, o.Update, o.Names, o.Offline, pr
+	lock, file, resolved, err := builder.EnsureLock(ctx, bo)
 	pr.Close()
 	if err != nil {
 		return err

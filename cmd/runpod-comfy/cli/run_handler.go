@@ -222,7 +222,7 @@ func ensureBuilt(ctx context.Context, g *Globals, arg string, vars []string, std
 	if err != nil {
 		return "", "", err
 	}
-	mo, closeGCS, err := modelOptions(ctx, spec)
+	bo, closeGCS, err := buildOptions(ctx, g, spec)
 	if err != nil {
 		return "", "", err
 	}
@@ -235,15 +235,8 @@ func ensureBuilt(ctx context.Context, g *Globals, arg string, vars []string, std
 		return "", "", err
 	}
 	defer closeSubst()
-	res, err := builder.Build(ctx, builder.BuildOptions{
-		Root:       g.Root,
-		Spec:       spec,
-		GitToken:   gitToken(),
-		Environ:    os.Environ(),
-		Models:     mo,
-		Progress:   pr,
-		Substitute: substitute,
-	})
+	bo.Progress, bo.Substitute = pr, substitute
+	res, err := builder.Build(ctx, bo)
 	pr.Close()
 	if err != nil {
 		return "", "", fmt.Errorf("building %s: %w", spec.VersionID, err)

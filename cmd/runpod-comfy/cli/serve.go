@@ -217,14 +217,13 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 			if err != nil {
 				return err
 			}
-			mo, closeGCS, err := modelOptions(ctx, spec)
+			bo, closeGCS, err := buildOptions(ctx, g, spec)
 			if err != nil {
 				return err
 			}
 			defer closeGCS()
-			_, err = builder.Build(ctx, builder.BuildOptions{
-				Root: g.Root, Spec: spec, GitToken: gitToken(), Models: mo, DownloadJobs: 4, Environ: os.Environ(),
-			})
+			bo.DownloadJobs = 4
+			_, err = builder.Build(ctx, bo)
 			return err
 		}
 	}
