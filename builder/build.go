@@ -164,8 +164,9 @@ func builders(opts BuildOptions, mirrors *git.Mirrors) map[string]drv.Builder {
 
 // Build makes the runtime root of opts.Spec and points ROOT/builds/comfy-<id> at it: it
 // resolves when the lock is missing or stale, plans, realises in parallel, records NAR
-// hashes and store paths in the lock, swaps the root link atomically (the previous root
-// stays as a generation) and checks every declared node is in the root at its pinned commit.
+// hashes and store paths in the lock, checks every declared node is in the root at its pinned
+// commit and only then swaps the root link atomically (the previous root stays as a
+// generation).
 // On a built version it reads metadata only.
 func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 	s, err := store.Open(opts.Root)
@@ -204,6 +205,15 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 		return nil, err
 	}
 	id := opts.Spec.VersionID
+	// The post-build check runs before the swap: a root that fails it never becomes
+	// builds/comfy-<id> (the previous root stays current and no generation is made).
+	nodes := CheckRoot(s, plan.Root.Path, lock)
+	for _, n := range nodes {
+		if !n.OK {
+			return &BuildResult{VersionID: id, Root: plan.Root.Path, Nodes: nodes, LockFile: file, Lock: lock},
+				fmt.Errorf("runtime root %s: %s is not at its pinned commit: %s (builds/comfy-%s was left as it was)", plan.Root.Path, n.Name, n.Problem, id)
+		}
+	}
 	gen, err := s.SetRoot(id, plan.Root.Path)
 	if err != nil {
 		return nil, err
@@ -224,12 +234,7 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 		Valid:       len(plan.All) - len(real.Built) - len(real.Substituted),
 		Lock:        lock,
 	}
-	res.Nodes = CheckRoot(s, plan.Root.Path, lock)
-	for _, n := range res.Nodes {
-		if !n.OK {
-			return res, fmt.Errorf("runtime root %s: %s is not at its pinned commit: %s", plan.Root.Path, n.Name, n.Problem)
-		}
-	}
+	res.Nodes = nodes
 	return res, nil
 }
 
