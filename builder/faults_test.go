@@ -67,3 +67,32 @@ func TestFailedPostBuildCheckKeepsOldRoot(t *testing.T) {
 		t.Errorf("generations after a failed check: %v (%v), want only the first", gens, err)
 	}
 }
+
+// TestBuildRemakesObjectWithCorruptMetadata: a build that needs an object whose metadata is
+// garbage treats it as not valid and makes it again (the new metadata replaces the file).
+func TestBuildRemakesObjectWithCorruptMetadata(t *testing.T) {
+	f := newFixture(t)
+	root := filepath.Join(t.TempDir(), "root")
+	ctx := context.Background()
+	first, err := Build(ctx, BuildOptions{Root: root, Spec: f.spec("demo"), Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := store.ParsePath(first.Lock.Comfy.StorePath)
+	file := filepath.Join(root, "store", ".meta", pc.Digest().String()+".json")
+	os.Remove(file)
+	if err := os.WriteFile(file, []byte(`{"path": "`), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Build(ctx, BuildOptions{Root: root, Spec: f.spec("demo"), Jobs: 2})
+	if err != nil {
+		t.Fatalf("build over corrupt metadata: %v", err)
+	}
+	if res.Built != 1 || res.Root != first.Root {
+		t.Errorf("built %d objects, root %s; want the git object made again and the same root %s", res.Built, res.Root, first.Root)
+	}
+	s, _ := store.Open(root)
+	if m, err := s.Meta(pc); err != nil || m.NarHash != first.Lock.Comfy.NarHash {
+		t.Errorf("comfyui after the rebuild: %v %v", m, err)
+	}
+}

@@ -48,6 +48,12 @@ type GCPlan struct {
 	Debris      []GCItem  `json:"debris"`      // objects without metadata, stages, trash
 	Generations []GCItem  `json:"generations"` // generation links pruned
 	Total       int64     `json:"total"`       // bytes the plan frees (objects by NAR size, debris on disk)
+	// Unreadable are objects whose metadata cannot be read: gc keeps them, since it cannot
+	// judge them (store verify reports them; a build that needs one makes it again).
+	Unreadable []GCKept `json:"unreadable,omitempty"`
+	// Held, when set, says why no object is deleted at all: a root reaches an object whose
+	// metadata cannot be read, so what that object references is unknown.
+	Held string `json:"held,omitempty"`
 
 	s     *Store
 	opts  GCOptions
@@ -55,8 +61,18 @@ type GCPlan struct {
 	metas map[Path]*Meta
 }
 
+// GCKept is an object GC keeps without judging it, and why.
+type GCKept struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
 // GCResult reports an executed GC.
 type GCResult struct {
+	// Unreadable and Held are copied from the plan.
+	Unreadable []GCKept `json:"unreadable,omitempty"`
+	Held       string   `json:"held,omitempty"`
+
 	Deleted     []GCItem `json:"deleted"`
 	Kept        []string `json:"kept,omitempty"` // planned objects rooted meanwhile
 	Freed       int64    `json:"freed"`
@@ -99,11 +115,21 @@ func (p *GCPlan) cutoff() time.Time { return p.Start.Add(-p.opts.Grace) }
 
 func (p *GCPlan) plan(ctx context.Context) error {
 	s := p.s
-	metas, err := s.allMeta()
+	metas, bad, err := s.allMeta()
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
 	p.metas = metas
+	badDigests := map[Digest]bool{}
+	if len(bad) > 0 {
+		if ents, err := os.ReadDir(s.dir); err == nil {
+			nameBad(bad, ents)
+		}
+		for _, b := range bad {
+			badDigests[b.Digest] = true
+			p.Unreadable = append(p.Unreadable, GCKept{Path: b.What(), Reason: b.Error()})
+		}
+	}
 	prune, err := s.generationsToPrune(p.opts.KeepGenerations)
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
@@ -134,11 +160,19 @@ func (p *GCPlan) plan(ctx context.Context) error {
 			dead = append(dead, path)
 		}
 	}
+	for path := range live {
+		if badDigests[path.Digest()] {
+			// What this object references is unknown: deleting any object could break it.
+			p.Held = fmt.Sprintf("%s is reached from a root but its metadata cannot be read, so what it references is unknown: no object is deleted until `store verify --repair` (or a build of its version) makes it again", path)
+			dead = nil
+			break
+		}
+	}
 	for _, path := range referrersFirst(dead, metas) {
 		p.Objects = append(p.Objects, GCItem{Path: path.String(), Kind: "object", Size: metas[path].NarSize})
 		p.Total += metas[path].NarSize
 	}
-	debris, err := s.findDebris(metas, leaseDigests, cutoff)
+	debris, err := s.findDebris(metas, badDigests, leaseDigests, cutoff)
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
@@ -325,10 +359,13 @@ func changedAt(fi fs.FileInfo) time.Time {
 
 // findDebris lists objects without metadata and .tmp stages, both older than cutoff and not
 // under a live lease, and every .trash entry.
-func (s *Store) findDebris(metas map[Path]*Meta, leased map[Digest]bool, cutoff time.Time) ([]GCItem, error) {
+func (s *Store) findDebris(metas map[Path]*Meta, bad, leased map[Digest]bool, cutoff time.Time) ([]GCItem, error) {
 	valid := map[Digest]bool{}
 	for p := range metas {
 		valid[p.Digest()] = true
+	}
+	for d := range bad {
+		valid[d] = true // has metadata, unreadable: kept, not debris
 	}
 	out := []GCItem{}
 	ents, err := os.ReadDir(s.dir)
@@ -419,7 +456,7 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 	}
 	defer p.Close()
 	s := p.s
-	res := &GCResult{Deleted: []GCItem{}}
+	res := &GCResult{Deleted: []GCItem{}, Unreadable: p.Unreadable, Held: p.Held}
 	for _, g := range p.Generations {
 		if err := os.Remove(filepath.Join(s.root, g.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return res, fmt.Errorf("gc: pruning generation: %w", err)
@@ -514,8 +551,8 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 		full := filepath.Join(s.root, d.Path)
 		if d.Kind == "debris" {
 			path, _ := ParsePath(d.Path)
-			if s.Valid(path) || leased[path.Digest()] {
-				continue
+			if _, err := os.Lstat(s.metaFile(path.Digest())); err == nil || leased[path.Digest()] {
+				continue // registered meanwhile (or metadata we cannot read: not ours to judge)
 			}
 			full = s.Abs(path)
 		}

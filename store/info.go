@@ -24,7 +24,7 @@ func (s *Store) Info(p Path) (*ObjectInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("info: %w", err)
 	}
-	metas, err := s.allMeta()
+	metas, _, err := s.allMeta()
 	if err != nil {
 		return nil, fmt.Errorf("info: %w", err)
 	}
@@ -79,7 +79,7 @@ type DuReport struct {
 // Du reports, for each version with a root, the size of its closure, the part only it uses
 // and the part it shares with other versions.
 func (s *Store) Du() (*DuReport, error) {
-	metas, err := s.allMeta()
+	metas, _, err := s.allMeta()
 	if err != nil {
 		return nil, fmt.Errorf("du: %w", err)
 	}

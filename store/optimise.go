@@ -48,7 +48,7 @@ func (s *Store) Optimise(ctx context.Context) (*OptimiseResult, error) {
 		res.Unsupported = fmt.Sprintf("hard links are not supported on %s (%v): nothing done", s.dir, err)
 		return res, nil
 	}
-	metas, err := s.allMeta()
+	metas, _, err := s.allMeta()
 	if err != nil {
 		return nil, fmt.Errorf("optimise: %w", err)
 	}

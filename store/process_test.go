@@ -173,9 +173,9 @@ func TestKillDuringAdd(t *testing.T) {
 	t.Logf("kills and verify took %s", time.Since(start))
 	t.Logf("after %d kills: %d objects valid, %d without metadata, %d stages, %d leases left behind",
 		runs, rep.Checked, len(rep.Unregistered), len(stages), len(leases))
-	listed, err := s.List()
-	if err != nil {
-		t.Fatal(err)
+	listed, bad, err := s.List()
+	if err != nil || len(bad) > 0 {
+		t.Fatal(err, bad)
 	}
 	for _, m := range listed {
 		if _, err := os.Lstat(s.Abs(m.Path)); err != nil {

@@ -20,8 +20,40 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
 )
 
-// ErrNotValid is wrapped by errors about an object that has no metadata (not registered).
+// ErrNotValid is wrapped by errors about an object that has no metadata (not registered), or
+// whose metadata cannot be read (then ErrCorruptMeta is wrapped too).
 var ErrNotValid = errors.New("not a valid store object")
+
+// ErrCorruptMeta is wrapped, beside ErrNotValid, by errors about a metadata file that exists
+// but cannot be used: truncated, not JSON, naming another object, or unreadable.
+var ErrCorruptMeta = errors.New("corrupt metadata")
+
+// MetaError is a metadata file that exists but cannot be used. The object it describes is not
+// valid: a build that needs it makes it again (the new metadata replaces the bad file); verify
+// reports it as "corrupt-metadata"; gc keeps the object, since it cannot judge it.
+type MetaError struct {
+	Digest Digest
+	// Name is the store entry "<digest>-<name>" with this digest when there is one (filled
+	// by the listings of verify and gc), else "".
+	Name string
+	File string
+	Err  error
+}
+
+func (e *MetaError) Error() string {
+	return fmt.Sprintf("metadata %s cannot be read: %v", e.File, e.Err)
+}
+
+// Unwrap returns ErrCorruptMeta, ErrNotValid and the cause.
+func (e *MetaError) Unwrap() []error { return []error{ErrCorruptMeta, ErrNotValid, e.Err} }
+
+// What returns the store entry name, else the digest.
+func (e *MetaError) What() string {
+	if e.Name != "" {
+		return e.Name
+	}
+	return e.Digest.String()
+}
 
 // Store is a content-addressed store under ROOT/store, with runtime roots under ROOT/builds.
 // It is safe for concurrent use by goroutines and by processes on several hosts sharing the
@@ -176,22 +208,45 @@ func readSmall(path string) ([]byte, error) {
 	}
 }
 
+// readMeta reads the metadata of digest d. A missing file wraps ErrNotValid; a file that
+// exists but cannot be used is a *MetaError (wrapping ErrCorruptMeta and ErrNotValid).
 func (s *Store) readMeta(d Digest) (*Meta, error) {
-	b, err := readSmall(s.metaFile(d))
+	file := s.metaFile(d)
+	b, err := readSmall(file)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: %w", d, ErrNotValid)
 		}
-		return nil, fmt.Errorf("reading metadata: %w", err)
+		return nil, &MetaError{Digest: d, File: file, Err: err}
 	}
 	var m Meta
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("reading metadata %s: %w", s.metaFile(d), err)
+		return nil, &MetaError{Digest: d, File: file, Err: err}
 	}
-	if m.Path.Digest() != d {
-		return nil, fmt.Errorf("reading metadata %s: path %s has another digest", s.metaFile(d), m.Path)
+	switch {
+	case m.Path.IsZero():
+		return nil, &MetaError{Digest: d, File: file, Err: errors.New("no path")}
+	case m.Path.Digest() != d:
+		return nil, &MetaError{Digest: d, File: file, Err: fmt.Errorf("path %s has another digest", m.Path)}
+	case !validNarHash(m.NarHash):
+		return nil, &MetaError{Digest: d, File: file, Err: fmt.Errorf("nar_hash %q is not sha256:<nix32>", m.NarHash)}
+	}
+	for _, r := range m.References {
+		if _, err := ParsePath(r); err != nil {
+			return nil, &MetaError{Digest: d, File: file, Err: fmt.Errorf("reference: %w", err)}
+		}
 	}
 	return &m, nil
+}
+
+// validNarHash reports whether h is "sha256:" and 52 nix32 characters.
+func validNarHash(h string) bool {
+	v, ok := strings.CutPrefix(h, "sha256:")
+	if !ok {
+		return false
+	}
+	_, err := ParseNix32(v, 32)
+	return err == nil
 }
 
 // Valid reports whether p is a registered object (its metadata exists).
@@ -212,11 +267,12 @@ func (s *Store) writeMeta(m *Meta) error {
 // read is a round trip, so reading in parallel matters more than CPU count.
 const metaReaders = 16
 
-// allMeta reads every metadata file, in parallel.
-func (s *Store) allMeta() (map[Path]*Meta, error) {
+// allMeta reads every metadata file, in parallel. A file that cannot be used does not stop
+// it: it is returned in bad (sorted by digest) and its object is left out of metas.
+func (s *Store) allMeta() (metas map[Path]*Meta, bad []*MetaError, err error) {
 	ents, err := os.ReadDir(s.metaDir())
 	if err != nil {
-		return nil, fmt.Errorf("listing metadata: %w", err)
+		return nil, nil, fmt.Errorf("listing metadata: %w", err)
 	}
 	var digests []Digest
 	for _, e := range ents {
@@ -228,7 +284,7 @@ func (s *Store) allMeta() (map[Path]*Meta, error) {
 			digests = append(digests, d)
 		}
 	}
-	metas := make([]*Meta, len(digests))
+	all := make([]*Meta, len(digests))
 	errs := make([]error, len(digests))
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -237,7 +293,7 @@ func (s *Store) allMeta() (map[Path]*Meta, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				metas[i], errs[i] = s.readMeta(digests[i])
+				all[i], errs[i] = s.readMeta(digests[i])
 			}
 		}()
 	}
@@ -247,23 +303,49 @@ func (s *Store) allMeta() (map[Path]*Meta, error) {
 	close(next)
 	wg.Wait()
 	out := make(map[Path]*Meta, len(digests))
-	for i, m := range metas {
+	for i, m := range all {
 		if err := errs[i]; err != nil {
-			if errors.Is(err, ErrNotValid) {
-				continue // removed meanwhile
+			var me *MetaError
+			if errors.As(err, &me) {
+				bad = append(bad, me)
 			}
-			return nil, err
+			continue // a *MetaError, or removed meanwhile
 		}
 		out[m.Path] = m
 	}
-	return out, nil
+	sort.Slice(bad, func(i, j int) bool { return bad[i].Digest.String() < bad[j].Digest.String() })
+	return out, bad, nil
 }
 
-// List returns every valid object, sorted by name then digest.
-func (s *Store) List() ([]*Meta, error) {
-	all, err := s.allMeta()
+// nameBad fills the Name of each bad metadata entry from the store listing ents.
+func nameBad(bad []*MetaError, ents []os.DirEntry) {
+	if len(bad) == 0 {
+		return
+	}
+	byDigest := map[Digest]*MetaError{}
+	for _, b := range bad {
+		byDigest[b.Digest] = b
+	}
+	for _, e := range ents {
+		if p, err := ParsePath(e.Name()); err == nil {
+			if b := byDigest[p.Digest()]; b != nil {
+				b.Name = p.String()
+			}
+		}
+	}
+}
+
+// List returns every valid object, sorted by name then digest, and every metadata file that
+// cannot be read (its object is not listed: it is not valid).
+func (s *Store) List() ([]*Meta, []*MetaError, error) {
+	all, bad, err := s.allMeta()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if len(bad) > 0 {
+		if ents, err := os.ReadDir(s.dir); err == nil {
+			nameBad(bad, ents)
+		}
 	}
 	out := make([]*Meta, 0, len(all))
 	for _, m := range all {
@@ -275,7 +357,7 @@ func (s *Store) List() ([]*Meta, error) {
 		}
 		return out[i].Path.String() < out[j].Path.String()
 	})
-	return out, nil
+	return out, bad, nil
 }
 
 // Closure returns paths and everything they reference, transitively, sorted. Every object

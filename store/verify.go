@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,7 +37,9 @@ type Problem struct {
 	Path string `json:"path"`
 	// Kind is "hash-mismatch" (the NAR hash differs from the metadata), "missing" (metadata
 	// without an object), "absolute-symlink" (a symlink into the store by an absolute path),
-	// "missing-reference" (a reference without metadata) or "unreadable".
+	// "missing-reference" (a reference without metadata), "unreadable", "corrupt-metadata"
+	// (the metadata file cannot be read: the object is not valid) or "content-address" (a
+	// fixed object whose content is not what its fingerprint names).
 	Kind string `json:"kind"`
 	// Files are the files inside the object that changed, appeared or disappeared, relative
 	// to the object ("" is the object itself).
@@ -70,14 +73,30 @@ func (r *VerifyReport) OK() bool {
 // symlinks into the store, references without metadata and store entries without metadata.
 // With opts.Repair, broken objects are made again.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
-	metas, err := s.allMeta()
+	metas, bad, err := s.allMeta()
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	nameBad(bad, ents)
 	var todo []*Meta
 	if len(opts.Paths) > 0 {
+		badOf := map[Digest]*MetaError{}
+		for _, b := range bad {
+			badOf[b.Digest] = b
+		}
+		bad = nil
 		for _, p := range opts.Paths {
 			m, err := s.Meta(p)
+			var me *MetaError
+			if errors.As(err, &me) {
+				me.Name = p.String()
+				bad = append(bad, me)
+				continue
+			}
 			if err != nil {
 				return nil, fmt.Errorf("verify: %w", err)
 			}
@@ -118,7 +137,21 @@ feed:
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Checked: len(todo), Problems: []Problem{}, Unregistered: []string{}}
+	rep := &VerifyReport{Checked: len(todo) + len(bad), Problems: []Problem{}, Unregistered: []string{}}
+	for _, b := range bad {
+		// The metadata is the commit record: without it nothing can be checked, and the
+		// object is not valid. A build that needs it makes it again; --repair does it now.
+		p := Problem{Path: b.What(), Kind: "corrupt-metadata",
+			Detail: fmt.Sprintf("%v; the object is not valid (a build that needs it makes it again; gc keeps it)", b)}
+		if opts.Repair != nil {
+			if bp, err := ParsePath(b.Name); err == nil {
+				s.repair(ctx, opts.Repair, &Meta{Path: bp}, &p)
+			} else {
+				p.RepairError = "no store entry has this digest: remove the metadata file"
+			}
+		}
+		rep.Problems = append(rep.Problems, p)
+	}
 	for i, ps := range results {
 		for _, p := range ps {
 			if opts.Repair != nil && (p.Kind == "hash-mismatch" || p.Kind == "missing") {
@@ -128,13 +161,12 @@ feed:
 		}
 	}
 	if len(opts.Paths) == 0 {
-		ents, err := os.ReadDir(s.dir)
-		if err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
-		}
 		valid := map[Digest]bool{}
 		for p := range metas {
 			valid[p.Digest()] = true
+		}
+		for _, b := range bad {
+			valid[b.Digest] = true // reported above
 		}
 		for _, e := range ents {
 			if p, err := ParsePath(e.Name()); err == nil && !valid[p.Digest()] && !s.Valid(p) {

@@ -76,6 +76,15 @@ func runGC(ctx context.Context, g *Globals, o *GCOptions, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
+	for _, k := range plan.Unreadable {
+		if g.JSON {
+			break
+		}
+		fmt.Fprintf(stdout, "kept %s: %s (gc never deletes what it cannot judge; store verify --repair makes it again)\n", k.Path, k.Reason)
+	}
+	if plan.Held != "" && !g.JSON {
+		fmt.Fprintf(stdout, "no object deleted: %s\n", plan.Held)
+	}
 	if o.DryRun {
 		defer plan.Close()
 		if g.JSON {

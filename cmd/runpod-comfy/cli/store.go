@@ -143,16 +143,29 @@ func newStoreLsCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "ls",
 		Short: "List the valid objects with kind, NAR size and registration time",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Long: `ls lists the valid objects with kind, NAR size and registration time. An object whose
+metadata cannot be read is not valid: it is named on stderr and ls exits 1 after listing the
+others.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			s, err := store.Open(g.Root)
 			if err != nil {
 				return err
 			}
-			ms, err := s.List()
+			ms, bad, err := s.List()
 			if err != nil {
 				return err
 			}
+			// An object whose metadata cannot be read is not valid: it is not listed, but
+			// named on stderr, and ls exits 1 so that scripts notice.
+			for _, b := range bad {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: corrupt-metadata: %v (not valid; run store verify --repair)\n", b.What(), b.Err)
+			}
+			defer func() {
+				if len(bad) > 0 && err == nil {
+					err = silentExit(ExitFailure)
+				}
+			}()
 			out := cmd.OutOrStdout()
 			if g.JSON {
 				if ms == nil {
