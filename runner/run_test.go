@@ -308,9 +308,10 @@ func TestStartFailures(t *testing.T) {
 	if !errors.Is(err, ErrExited) || !errors.As(err, &se) || se.ExitCode != 3 || !contains(se.Log, "exiting at start on purpose") {
 		t.Errorf("early exit: %v", err)
 	}
-	// Slow start: ErrNotReady with the log so far; the process is stopped.
+	// Slow start: ErrNotReady with the log so far; the process is stopped. The ready timeout
+	// leaves a loaded machine time to start Python and print the first line.
 	log := &syncBuffer{}
-	_, err = Start(ctx, StartOptions{RuntimeRoot: root, StateDir: state, Env: map[string]string{"STANDIN_START_DELAY": "60"}, ReadyTimeout: 4 * time.Second, StopTimeout: 2 * time.Second, Log: log})
+	_, err = Start(ctx, StartOptions{RuntimeRoot: root, StateDir: state, Env: map[string]string{"STANDIN_START_DELAY": "60"}, ReadyTimeout: 12 * time.Second, StopTimeout: 2 * time.Second, Log: log})
 	if !errors.Is(err, ErrNotReady) || !errors.As(err, &se) || !contains(se.Log, "slow start") {
 		t.Errorf("slow start: %v", err)
 	}
