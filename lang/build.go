@@ -20,6 +20,9 @@ var ctyString = cty.String
 // problems go to d (the spec is returned regardless, for the caller to discard on errors).
 func build(doc *rawDoc, d *diags) *specs.Spec {
 	s := &specs.Spec{SchemaVersion: specs.SchemaVersion, VersionID: doc.id, Pos: specs.Pos{File: doc.file}}
+	if id, _ := declaredID(doc); id != "" && specs.CheckVersionID(id) == nil {
+		s.VersionID = id // the seed tool's meaning: the file is found by name, everything else uses version_id
+	}
 	if a := doc.schemaVersion; a != nil {
 		if n, ok := intValQuiet(a); ok {
 			s.SchemaVersion = n
@@ -237,22 +240,43 @@ func buildModels(doc *rawDoc, s *specs.Spec, d *diags) {
 			}
 			return v, a
 		}
-		var srcA, subA, pathA, nameA, sumA *rawAttr
+		var srcA, subA, pathA, aliasA, nameA, sumA *rawAttr
 		m.Source, srcA = str("source")
 		m.TargetSubdir, subA = str("target_subdir")
 		m.TargetPath, pathA = str("target_path")
+		var alias string
+		alias, aliasA = str("path")
 		m.Name, nameA = str("name")
 		m.Checksum, sumA = str("checksum")
 		if bad {
 			continue // reported; the target cannot be told
+		}
+		if aliasA != nil {
+			// The seed tool's path: an alias of target_path (target_path wins there).
+			switch {
+			case pathA != nil && alias != m.TargetPath:
+				d.errorf(aliasA.rng, aliasA.path, "%q differs from target_path %q: path is the seed tool's alias of target_path; keep one", alias, m.TargetPath)
+				continue
+			case pathA != nil:
+				d.warnf(aliasA.rng, aliasA.path, "the seed tool's alias of target_path, which is also set: drop path")
+			default:
+				d.warnf(aliasA.rng, aliasA.path, "the seed tool's alias of target_path: taken as target_path %q (write target_path instead)", alias)
+				m.TargetPath, pathA = alias, aliasA
+			}
 		}
 		if !b.present("source") {
 			d.errorf(b.def, b.path+".source", "is missing: a model needs a source (https://, hf://, gs://, file:// or a path)")
 			continue
 		} else if strings.TrimSpace(m.Source) == "" {
 			d.errorf(srcA.rng, srcA.path, "is empty")
+		} else if err := specs.CheckCivitaiSource(m.Source); err != nil {
+			d.errorf(srcA.rng, srcA.path, "%v", err)
 		}
 		if sumA != nil {
+			if algo := specs.BareChecksumAlgo(m.Checksum); algo != "" {
+				d.warnf(sumA.rng, sumA.path, "%q has no algorithm: taken as %s by its length (write \"%s:<hex>\")", m.Checksum, algo, algo)
+				m.Checksum = algo + ":" + m.Checksum
+			}
 			if err := specs.CheckChecksum(m.Checksum); err != nil {
 				d.errorf(sumA.rng, sumA.path, "%v", err)
 			} else {
@@ -260,8 +284,15 @@ func buildModels(doc *rawDoc, s *specs.Spec, d *diags) {
 			}
 		}
 		if nameA != nil && (m.Name == "" || strings.ContainsAny(m.Name, `/\`)) {
-			d.errorf(nameA.rng, nameA.path, "%q must be a file name, not a path", m.Name)
-			continue
+			if pathA == nil || strings.HasSuffix(m.TargetPath, "/") {
+				d.errorf(nameA.rng, nameA.path, "%q must be a file name, not a path", m.Name)
+				continue
+			}
+		}
+		if nameA != nil && pathA != nil && !strings.HasSuffix(m.TargetPath, "/") && specs.TargetPathNamesFile(m.TargetPath) {
+			// Beside a target_path naming the file, the seed tool used name only in its
+			// messages: a label, as an HCL block label is.
+			m.Name = ""
 		}
 		for _, a := range []*rawAttr{subA, pathA} {
 			if a == nil {

@@ -218,7 +218,8 @@ func TestFixturesCoverRules(t *testing.T) {
 		"quirk-branch-in-commit", "quirk-target-dir", "quirk-models-dir", "quirk-comfy-python",
 		"reject-unknown-field", "reject-empty-model", "reject-model-no-source", "reject-bad-checksum",
 		"reject-shared-node-dir", "reject-shared-model-target", "reject-target-escapes",
-		"reject-version-id-mismatch", "reject-git-url-scheme", "reject-schema-version",
+		"quirk-version-id-mismatch", "reject-version-id-ambiguous", "reject-version-id-claimed-twice",
+		"seed-find-by-version-id", "quirk-seed-spec", "hcl-seed-quirks", "reject-seed-aliases", "reject-git-url-scheme", "reject-schema-version",
 		"hcl-extends", "hcl-extends-cycle", "hcl-impure-function", "hcl-variables",
 	} {
 		i := sort.SearchStrings(names, want)

@@ -100,7 +100,13 @@ func TestRoundTripFixtures(t *testing.T) {
 			continue
 		}
 		dir := f.materialise(t)
-		s, _, err := LoadFile(context.Background(), filepath.Join(dir, f.load), Options{Vars: f.vars, VersionsDir: dir})
+		var s *specs.Spec
+		var err error
+		if filepath.Ext(f.load) == "" {
+			s, _, err = LoadVersion(context.Background(), dir, f.load, Options{Vars: f.vars})
+		} else {
+			s, _, err = LoadFile(context.Background(), filepath.Join(dir, f.load), Options{Vars: f.vars, VersionsDir: dir})
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", f.path, err)
 		}

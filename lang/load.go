@@ -47,7 +47,21 @@ func FindVersion(versionsDir, id string) (string, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("%w %q in %s (looked for %s.json and %s.hcl)", ErrNotFound, id, versionsDir, id, id)
+		// The seed tool's specs may declare a version_id other than their file name: find
+		// the one file declaring it.
+		list, err := claimants(versionsDir, id)
+		if err != nil {
+			return "", fmt.Errorf("looking for version %q: %w", id, err)
+		}
+		switch len(list) {
+		case 0:
+			return "", fmt.Errorf("%w %q in %s (looked for %s.json and %s.hcl, and for a spec declaring version_id %q)", ErrNotFound, id, versionsDir, id, id, id)
+		case 1:
+			return list[0], nil
+		default:
+			return "", &SpecError{Diags: Diagnostics{{Severity: Error, Pos: specs.Pos{File: list[1]},
+				Message: fmt.Sprintf("version %q is declared by two files, %s and %s: change the version_id of one", id, filepath.Base(list[0]), filepath.Base(list[1]))}}}
+		}
 	case 1:
 		return found[0], nil
 	default:
@@ -112,6 +126,13 @@ func load(ctx context.Context, path string, src []byte, opts Options) (*specs.Sp
 	var spec *specs.Spec
 	if doc != nil {
 		spec = build(doc, l.d)
+		if !l.d.list.HasErrors() {
+			dir := opts.VersionsDir
+			if dir == "" {
+				dir = filepath.Dir(path)
+			}
+			checkClaim(doc, spec.VersionID, dir, l.d)
+		}
 	}
 	l.d.list.sort()
 	if l.d.list.HasErrors() || spec == nil {
@@ -188,9 +209,15 @@ func checkDoc(doc *rawDoc, d *diags) {
 	} else if !doc.isHCL {
 		d.errorf(doc.fileRng, "schema_version", "is missing: add \"schema_version\": %d", specs.SchemaVersion)
 	}
+	checkSeedID(doc, d)
 	if a := doc.versionID; a != nil {
 		if id, ok := stringVal(a, d); ok && id != doc.id {
-			d.errorf(a.rng, "version_id", "is %q but the file is named %s: they must match (rename the file or change version_id)", id, filepath.Base(doc.file))
+			if err := specs.CheckVersionID(id); err != nil {
+				d.errorf(a.rng, a.path, "%v", err)
+			} else {
+				d.warnf(a.rng, a.path, "is %q but the file is named %s: the version is %q (its lock, builds/comfy-%s), found by either name as the seed tool did; rename the file to %s%s to silence this",
+					id, filepath.Base(doc.file), id, id, id, filepath.Ext(doc.file))
+			}
 		}
 	} else if !doc.isHCL {
 		d.errorf(doc.fileRng, "version_id", "is missing: add \"version_id\": %q", doc.id)

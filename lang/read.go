@@ -68,6 +68,8 @@ type rawDoc struct {
 
 	schemaVersion *rawAttr
 	versionID     *rawAttr
+	idAlias       *rawAttr // the seed tool's "id": an alias of version_id
+	pyPackages    *rawAttr // the seed tool's top-level "python_packages"
 	extends       *rawAttr
 	comfy         *rawBlock
 	nodes         []*rawBlock
@@ -83,7 +85,7 @@ type rawDoc struct {
 var (
 	comfyAttrs   = []string{"repo", "ref", "commit", "install_requirements"}
 	nodeAttrs    = []string{"name", "repo", "ref", "commit", "install_requirements", "writable", "submodules", "target_dir"}
-	modelAttrs   = []string{"source", "target_subdir", "target_path", "name", "checksum"}
+	modelAttrs   = []string{"source", "target_subdir", "target_path", "path", "name", "checksum"}
 	pythonAttrs  = []string{"version", "packages", "index_url", "extra_index_urls", "find_links", "constraints", "system_site_packages"}
 	optionsAttrs = []string{"offline", "skip_models", "substituters"}
 )
@@ -97,14 +99,14 @@ func attrSchema(names ...string) []hcl.AttributeSchema {
 }
 
 var jsonTopSchema = &hcl.BodySchema{
-	Attributes: attrSchema("$schema", "schema_version", "version_id", "env"),
+	Attributes: attrSchema("$schema", "schema_version", "version_id", "id", "python_packages", "env"),
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "comfy"}, {Type: "custom_nodes"}, {Type: "models"}, {Type: "python"}, {Type: "options"},
 	},
 }
 
 var hclTopSchema = &hcl.BodySchema{
-	Attributes: attrSchema("schema_version", "version_id", "extends", "env"),
+	Attributes: attrSchema("schema_version", "version_id", "id", "python_packages", "extends", "env"),
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "comfy"}, {Type: "custom_node", LabelNames: []string{"name"}},
 		{Type: "model", LabelNames: []string{"label"}}, {Type: "python"}, {Type: "options"},
@@ -202,6 +204,10 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 			doc.schemaVersion = r.attr(a, "schema_version")
 		case "version_id":
 			doc.versionID = r.attr(a, "version_id")
+		case "id":
+			doc.idAlias = r.attr(a, "id")
+		case "python_packages":
+			doc.pyPackages = r.attr(a, "python_packages")
 		case "extends":
 			doc.extends = r.attr(a, "extends")
 		case "env":
@@ -262,6 +268,7 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 			doc.options = r.block(b, "options", "options", optionsAttrs)
 		}
 	}
+	seedPythonPackages(doc, d)
 	return doc
 }
 

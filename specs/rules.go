@@ -235,9 +235,9 @@ func ModelTarget(m Model) (string, error) {
 				return "", err
 			}
 			rel = path.Join(rel, n)
-		} else if m.Name != "" && path.Base(rel) != m.Name {
-			return "", fmt.Errorf("name %q conflicts with target_path %q, which names the file itself: drop one", m.Name, m.TargetPath)
 		}
+		// Beside a target_path naming the file itself, name is a label (the seed tool used
+		// it only in messages), as an HCL model block's label is.
 		target = rel
 	case m.TargetSubdir != "":
 		rel, err := modelsRelative(m.TargetSubdir)
@@ -299,9 +299,93 @@ func CutModelsPrefix(p string) (string, bool) {
 	return p, false
 }
 
+// TargetPathNamesFile reports whether target_path names the model's file itself (rather than
+// a directory: it ends in "/" or is $MODELS_DIR alone).
+func TargetPathNamesFile(tp string) bool {
+	if strings.HasSuffix(tp, "/") || strings.HasSuffix(tp, `\`) {
+		return false
+	}
+	rel, err := modelsRelative(tp)
+	return err == nil && rel != ""
+}
+
+// BareChecksumAlgo returns the algorithm a checksum written without one stands for, as the
+// seed tool read it: 64 hex digits are sha256 and 32 are md5. It returns "" for anything
+// else (a checksum with an algorithm, or not hex).
+func BareChecksumAlgo(s string) string {
+	if strings.Contains(s, ":") || !isHex(s) {
+		return ""
+	}
+	switch len(s) {
+	case 64:
+		return "sha256"
+	case 32:
+		return "md5"
+	}
+	return ""
+}
+
+var civitaiVersionRe = regexp.MustCompile(`^[0-9]{1,20}$`)
+
+// ParseCivitaiSource reads a civitai:// model source in every form the seed tool accepted:
+// civitai://<id>, civitai://models/<id>, civitai://api/download/models/<id> and
+// civitai://download/models/<id>, each also with three slashes (civitai:///models/<id>) and a
+// trailing slash, and with a query (?type=Model&format=SafeTensor) that selects the file of the
+// model version. <id> is the model-version id (the seed downloaded every form from
+// /api/download/models/<id>). It returns the id and the raw query.
+func ParseCivitaiSource(raw string) (versionID, query string, err error) {
+	rest, ok := cutScheme(raw, "civitai")
+	if !ok {
+		return "", "", fmt.Errorf("%q is not a civitai:// source", raw)
+	}
+	if i := strings.IndexByte(rest, '#'); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		rest, query = rest[:i], rest[i+1:]
+		if _, err := url.ParseQuery(query); err != nil {
+			return "", "", fmt.Errorf("civitai source: query %q: %v", query, err)
+		}
+	}
+	p := strings.Trim(rest, "/")
+	for _, pre := range []string{"api/download/models/", "download/models/", "models/", ""} {
+		if id, ok := strings.CutPrefix(p, pre); ok && civitaiVersionRe.MatchString(id) {
+			return id, query, nil
+		}
+	}
+	return "", "", fmt.Errorf("civitai source %q: want civitai://<model-version-id>, civitai://models/<id> or civitai://api/download/models/<id> (digits, optionally ?type=...&format=...)", redactQuery(raw))
+}
+
+// CheckCivitaiSource checks a model source of the civitai:// scheme (any other source passes).
+func CheckCivitaiSource(raw string) error {
+	if _, ok := cutScheme(raw, "civitai"); !ok {
+		return nil
+	}
+	_, _, err := ParseCivitaiSource(raw)
+	return err
+}
+
+func cutScheme(raw, scheme string) (string, bool) {
+	if len(raw) < len(scheme)+3 || !strings.EqualFold(raw[:len(scheme)], scheme) || raw[len(scheme):len(scheme)+3] != "://" {
+		return "", false
+	}
+	return raw[len(scheme)+3:], true
+}
+
+// redactQuery drops the query of a URL, which may carry a token, for messages.
+func redactQuery(raw string) string {
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		return raw[:i] + "?..."
+	}
+	return raw
+}
+
 // SourceFileName is the last path segment of a model source without query or fragment, or ""
 // when it has none. hf://owner/repo/path@rev drops the @rev.
 func SourceFileName(source string) string {
+	if _, ok := cutScheme(source, "civitai"); ok {
+		return "" // the file name comes from the Civitai API
+	}
 	s := source
 	if i := strings.IndexAny(s, "?#"); i >= 0 {
 		s = s[:i]

@@ -114,7 +114,10 @@ func TestModelTarget(t *testing.T) {
 		{Model{Source: src, TargetPath: `..\x`}, "", `target_path "..\\x" escapes the models directory`},
 		{Model{Source: "https://example.com/", TargetSubdir: "vae"}, "", `source "https://example.com/" has no file name: set name`},
 		{Model{Source: src, TargetSubdir: "vae", Name: "a/b"}, "", `name "a/b" must be a file name, not a path`},
-		{Model{Source: src, TargetPath: "vae/x.pt", Name: "y.pt"}, "", `name "y.pt" conflicts with target_path "vae/x.pt", which names the file itself: drop one`},
+		// Beside a target_path naming the file, name is a label (the seed tool's meaning).
+		{Model{Source: src, TargetPath: "vae/x.pt", Name: "y.pt"}, "vae/x.pt", ""},
+		{Model{Source: src, TargetPath: "$MODELS_DIR/vae/x.pt", Name: "wan 2.1 vae / fp16"}, "vae/x.pt", ""},
+		{Model{Source: src, TargetSubdir: "vae", Name: "y.pt"}, "vae/y.pt", ""},
 		{Model{Source: src, TargetPath: "$MODELS_DIR"}, "sd_xl_base_1.0.safetensors", ""},
 	}
 	for _, c := range cases {

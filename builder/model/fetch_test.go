@@ -39,6 +39,7 @@ func sha256Of(b []byte) Checksum {
 // request is what a test server saw of one request.
 type request struct {
 	Method, Path, Range, Auth string
+	Query                     string
 }
 
 // fileServer serves one file with Range support. fault, when set, may handle request number
@@ -55,7 +56,7 @@ type fileServer struct {
 func (s *fileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	n := len(s.reqs)
-	s.reqs = append(s.reqs, request{r.Method, r.URL.Path, r.Header.Get("Range"), r.Header.Get("Authorization")})
+	s.reqs = append(s.reqs, request{r.Method, r.URL.Path, r.Header.Get("Range"), r.Header.Get("Authorization"), r.URL.RawQuery})
 	s.mu.Unlock()
 	if s.fault != nil && s.fault(w, r, n) {
 		return
@@ -524,6 +525,32 @@ func TestResolveAndFetchCivitai(t *testing.T) {
 	rem, err = f.Resolve(context.Background(), mustSource(t, srv.URL+"/api/download/models/777?type=VAE"))
 	if err != nil || rem.FileName != "other.pt" {
 		t.Fatalf("remote %+v err %v", rem, err)
+	}
+	// The seed tool's forms resolve and download alike; the query selects the file and goes
+	// on to the download URL.
+	for _, raw := range []string{"civitai://models/777", "civitai://api/download/models/777?type=Model&format=SafeTensor", "civitai:///api/download/models/777"} {
+		rem, err := f.Resolve(context.Background(), mustSource(t, raw))
+		if err != nil || rem.Checksum != sum || rem.FileName != "dreamy_v2.safetensors" {
+			t.Fatalf("%s: remote %+v err %v", raw, rem, err)
+		}
+		dst := filepath.Join(t.TempDir(), "d")
+		if _, err := f.Fetch(context.Background(), mustSource(t, raw), Want{Checksum: rem.Checksum}, dst, nil); err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		checkFile(t, dst, data)
+	}
+	rem, err = f.Resolve(context.Background(), mustSource(t, "civitai://777?type=VAE"))
+	if err != nil || rem.FileName != "other.pt" {
+		t.Fatalf("civitai://777?type=VAE: remote %+v err %v", rem, err)
+	}
+	var sawQuery bool
+	for _, r := range fs.requests() {
+		if r.Path == "/api/download/models/777" && r.Query == "type=Model&format=SafeTensor" {
+			sawQuery = true
+		}
+	}
+	if !sawQuery {
+		t.Errorf("the seed form's query did not reach the download URL: %+v", fs.requests())
 	}
 }
 

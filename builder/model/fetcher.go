@@ -24,6 +24,9 @@ const (
 const (
 	HFTokenVar      = "HF_TOKEN"
 	CivitaiTokenVar = "CIVITAI_API_TOKEN"
+	// CivitaiSeedTokenVar is the seed tool's name for the Civitai token, read by the command
+	// line when CIVITAI_API_TOKEN is not set.
+	CivitaiSeedTokenVar = "CIVITAI_TOKEN"
 )
 
 // Options configure a Fetcher. The zero value fetches from the public endpoints without

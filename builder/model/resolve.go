@@ -66,7 +66,11 @@ func (f *Fetcher) civitaiDownloadURL(src Source) string {
 	if src.URL != nil {
 		return src.URL.String()
 	}
-	return f.civURL.String() + "/api/download/models/" + src.CivitaiVersion
+	u := f.civURL.String() + "/api/download/models/" + src.CivitaiVersion
+	if src.CivitaiQuery != "" {
+		u += "?" + src.CivitaiQuery
+	}
+	return u
 }
 
 func escapePath(p string) string {
@@ -234,8 +238,13 @@ func (f *Fetcher) resolveCivitai(ctx context.Context, src Source) (Remote, error
 			break
 		}
 	}
+	var q url.Values
 	if src.URL != nil {
-		q := src.URL.Query()
+		q = src.URL.Query()
+	} else if src.CivitaiQuery != "" {
+		q, _ = url.ParseQuery(src.CivitaiQuery)
+	}
+	if q != nil {
 		for i, fl := range v.Files {
 			if (q.Get("type") == "" || strings.EqualFold(q.Get("type"), fl.Type)) &&
 				(q.Get("format") == "" || strings.EqualFold(q.Get("format"), fl.Metadata.Format)) &&

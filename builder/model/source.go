@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 // Kinds of model sources.
@@ -32,6 +34,9 @@ type Source struct {
 	HFRepo, HFPath, HFRevision string
 	// CivitaiVersion is the Civitai model-version id.
 	CivitaiVersion string
+	// CivitaiQuery is the query of a civitai:// source (type, format, size, fp select the
+	// file of the version), passed on to the download URL.
+	CivitaiQuery string
 	// Path is the absolute local path for KindFile.
 	Path string
 	// Bucket and Object name a GCS object for KindGCS.
@@ -40,7 +45,6 @@ type Source struct {
 
 var (
 	civitaiDownloadPath = regexp.MustCompile(`^/api/download/models/([0-9]+)/?$`)
-	civitaiVersionID    = regexp.MustCompile(`^[0-9]+$`)
 )
 
 // ParseSource reads a model source. A relative local path is taken relative to baseDir (the
@@ -89,11 +93,13 @@ func ParseSource(raw, baseDir string) (Source, error) {
 		}
 		s.Kind, s.HFRepo, s.HFPath, s.HFRevision = KindHF, parts[0]+"/"+parts[1], parts[2], rev
 	case "civitai":
-		id := strings.Trim(raw[len(u.Scheme)+3:], "/")
-		if !civitaiVersionID.MatchString(id) {
-			return s, fmt.Errorf("model source %s: want civitai://<model-version-id> (digits)", Redact(raw))
+		// Every form the seed tool accepted: civitai://<id>, civitai://models/<id>,
+		// civitai://api/download/models/<id>, with an optional ?type=...&format=... query.
+		id, q, err := specs.ParseCivitaiSource(raw)
+		if err != nil {
+			return s, fmt.Errorf("model source %s: %v", Redact(raw), err)
 		}
-		s.Kind, s.CivitaiVersion = KindCivitai, id
+		s.Kind, s.CivitaiVersion, s.CivitaiQuery = KindCivitai, id, q
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
 			return s, fmt.Errorf("model source %s: file URLs name a local path (file:///path)", Redact(raw))

@@ -28,6 +28,18 @@ func TestParseSource(t *testing.T) {
 		{raw: "https://civitai.com/api/download/models/999?type=Model&format=SafeTensor", kind: KindCivitai,
 			check: func(s Source) string { return cmp.Diff("999", s.CivitaiVersion) }},
 		{raw: "civitai://abc", err: "digits"},
+		// Every form the seed tool accepted (scripts/model_sources.py, verify_models.py).
+		{raw: "civitai://models/4321", kind: KindCivitai, check: func(s Source) string { return cmp.Diff("4321", s.CivitaiVersion) }},
+		{raw: "civitai://api/download/models/1996092?type=Model&format=SafeTensor", kind: KindCivitai,
+			check: func(s Source) string {
+				return cmp.Diff([]string{"1996092", "type=Model&format=SafeTensor"}, []string{s.CivitaiVersion, s.CivitaiQuery})
+			}},
+		{raw: "civitai:///api/download/models/77/", kind: KindCivitai, check: func(s Source) string { return cmp.Diff("77", s.CivitaiVersion) }},
+		{raw: "civitai:///models/78", kind: KindCivitai, check: func(s Source) string { return cmp.Diff("78", s.CivitaiVersion) }},
+		{raw: "civitai://download/models/79", kind: KindCivitai, check: func(s Source) string { return cmp.Diff("79", s.CivitaiVersion) }},
+		{raw: "civitai://models/", err: "want civitai://"},
+		{raw: "civitai://api/download/models/x1", err: "want civitai://"},
+		{raw: "civitai://images/5", err: "want civitai://"},
 		{raw: "file:///data/models/x.ckpt", kind: KindFile, fileName: "x.ckpt",
 			check: func(s Source) string { return cmp.Diff("/data/models/x.ckpt", s.Path) }},
 		{raw: "models/x.ckpt", kind: KindFile, fileName: "x.ckpt",

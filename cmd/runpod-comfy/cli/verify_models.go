@@ -137,14 +137,22 @@ func runVerifyModels(ctx context.Context, g *Globals, o *VerifyModelsOptions, st
 	return err
 }
 
+// civitaiToken is the Civitai token: $CIVITAI_API_TOKEN, else the seed tool's $CIVITAI_TOKEN.
+func civitaiToken() string {
+	if t := os.Getenv(model.CivitaiTokenVar); t != "" {
+		return t
+	}
+	return os.Getenv(model.CivitaiSeedTokenVar)
+}
+
 // modelOptions are the model download options from the environment: HF_TOKEN,
-// CIVITAI_API_TOKEN, HF_ENDPOINT, CIVITAI_ENDPOINT, and a GCS client with Google's default
+// CIVITAI_API_TOKEN (or CIVITAI_TOKEN), HF_ENDPOINT, CIVITAI_ENDPOINT, and a GCS client with Google's default
 // credentials when the spec has gs:// sources (STORAGE_EMULATOR_HOST is honoured by the
 // client). The returned function closes the client.
 func modelOptions(ctx context.Context, spec *specs.Spec) (model.Options, func(), error) {
 	o := model.Options{
 		HFToken:         os.Getenv(model.HFTokenVar),
-		CivitaiToken:    os.Getenv(model.CivitaiTokenVar),
+		CivitaiToken:    civitaiToken(),
 		HFEndpoint:      os.Getenv("HF_ENDPOINT"),
 		CivitaiEndpoint: os.Getenv("CIVITAI_ENDPOINT"),
 	}
