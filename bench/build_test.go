@@ -24,7 +24,7 @@ func BenchmarkGitFetch(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
 		c0, t0 := buildCPUTime(), time.Now()
-		m := git.NewMirrors(filepath.Join(dir, "mirrors"), "")
+		m := git.NewMirrors(filepath.Join(dir, "mirrors"), git.Credentials{})
 		if _, err := m.Ensure(ctx, src, commit); err != nil {
 			b.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func BenchmarkGitExport(b *testing.B) {
 	src := filepath.Join(b.TempDir(), "src")
 	commit := makeSourceRepo(b, src, 3000, 2000)
 	ctx := context.Background()
-	m := git.NewMirrors(filepath.Join(b.TempDir(), "mirrors"), "")
+	m := git.NewMirrors(filepath.Join(b.TempDir(), "mirrors"), git.Credentials{})
 	if _, err := m.Ensure(ctx, src, commit); err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
@@ -32,8 +33,12 @@ type BuildOptions struct {
 	UpdateNames []string
 	// Jobs is the number of derivations built at once (0 = the CPU count).
 	Jobs int
-	// GitToken is sent as basic auth to https git remotes; never logged or stored.
+	// GitToken is sent as basic auth to the https hosts of the spec's own repositories (the
+	// comfy repo and every custom node's), never to another host; never logged or stored.
 	GitToken string
+	// GitTokens maps an https host ("host" or "host:port") to its own token, sent to that
+	// host wherever it appears (a submodule's included).
+	GitTokens map[string]string
 	// SkipModels leaves models out of the root.
 	SkipModels bool
 	// Offline builds without network: pip resolves from local find_links only and wheels
@@ -130,7 +135,7 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 	}
 	lock, err = Resolve(ctx, opts.Spec, old, ResolveOptions{
 		Models:      models,
-		Git:         git.NewMirrors(MirrorDir(opts.Root), opts.GitToken),
+		Git:         newMirrors(opts),
 		Update:      opts.Update,
 		UpdateNames: opts.UpdateNames,
 		Root:        opts.Root,
@@ -148,6 +153,31 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 		return nil, file, false, err
 	}
 	return lock, file, true, nil
+}
+
+// newMirrors returns the mirror cache of opts.Root with the credentials opts allow: the
+// token for the hosts of opts.Spec's repositories, the per-host tokens for their hosts.
+func newMirrors(opts BuildOptions) *git.Mirrors {
+	return git.NewMirrors(MirrorDir(opts.Root), GitCredentials(opts.Spec, opts.GitToken, opts.GitTokens))
+}
+
+// GitCredentials returns the credentials of spec's git fetches: token goes to the https hosts
+// spec names for its comfy repo and custom nodes, perHost tokens to their own hosts.
+func GitCredentials(spec *specs.Spec, token string, perHost map[string]string) git.Credentials {
+	c := git.Credentials{Token: token, PerHost: perHost}
+	if spec == nil || token == "" {
+		return c
+	}
+	add := func(u string) {
+		if h := git.RepoHost(u); h != "" && !slices.Contains(c.Hosts, h) {
+			c.Hosts = append(c.Hosts, h)
+		}
+	}
+	add(spec.Comfy.Repo)
+	for _, n := range spec.CustomNodes {
+		add(n.Repo)
+	}
+	return c
 }
 
 // builders returns the builder of every kind, wired kind by kind.
@@ -190,7 +220,7 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 		return nil, err
 	}
 	defer tr.Close()
-	mirrors := git.NewMirrors(MirrorDir(opts.Root), opts.GitToken)
+	mirrors := newMirrors(opts)
 	real, err := Realise(ctx, plan.All, RealiseOptions{
 		Store:      s,
 		Builders:   builders(opts, mirrors),

@@ -158,7 +158,7 @@ func TestSameSpecTwoRootsSameDigests(t *testing.T) {
 func TestResolveRefs(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	m := git.NewMirrors(filepath.Join(t.TempDir(), "git"), "")
+	m := git.NewMirrors(filepath.Join(t.TempDir(), "git"), git.Credentials{})
 	spec := f.spec("refs")
 	// A branch name written in commit, and an annotated tag.
 	spec.CustomNodes[0] = specs.CustomNode{Name: "node-a", Repo: f.nodeA, Commit: "v1.0-annotated"}
@@ -225,7 +225,7 @@ func TestFullCommitsResolveOffline(t *testing.T) {
 	noReqs := false
 	spec.Comfy = specs.Comfy{Repo: "https://unreachable.invalid/ComfyUI.git", Commit: f.comfyCommit, InstallRequirements: &noReqs}
 	spec.CustomNodes = spec.CustomNodes[1:]
-	lock, err := Resolve(context.Background(), spec, nil, ResolveOptions{Git: git.NewMirrors(t.TempDir(), "")})
+	lock, err := Resolve(context.Background(), spec, nil, ResolveOptions{Git: git.NewMirrors(t.TempDir(), git.Credentials{})})
 	if err != nil {
 		t.Fatalf("full commits needed the network: %v", err)
 	}
@@ -282,5 +282,29 @@ func TestNarHashMismatchFails(t *testing.T) {
 	// The built root notices too, from metadata alone.
 	if _, err := Build(ctx, BuildOptions{Root: root, Spec: f.spec("nar"), LockFile: res.LockFile}); !errors.As(err, &nm) {
 		t.Errorf("valid object with other NAR hash: got %v", err)
+	}
+}
+
+// GIT_TOKEN goes to the https hosts the spec names for its repositories, each once, and to
+// no other; ssh and local repositories add no host.
+func TestGitCredentialsFromSpec(t *testing.T) {
+	spec := &specs.Spec{
+		Comfy: specs.Comfy{Repo: "https://GitHub.com/comfyanonymous/ComfyUI"},
+		CustomNodes: []specs.CustomNode{
+			{Repo: "https://github.com/o/a"},
+			{Repo: "https://git.example.com:8443/o/b.git"},
+			{Repo: "git@gitlab.com:o/c.git"},
+			{Repo: "/srv/git/d"},
+		},
+	}
+	c := GitCredentials(spec, "T", map[string]string{"gitlab.com": "G"})
+	if diff := cmp.Diff([]string{"github.com", "git.example.com:8443"}, c.Hosts); diff != "" {
+		t.Errorf("hosts (-want +got):\n%s", diff)
+	}
+	if c.For("https://github.com/o/a") != "T" || c.For("https://evil.example/x") != "" || c.For("https://gitlab.com/x") != "G" {
+		t.Errorf("credentials %+v give the wrong tokens", c)
+	}
+	if c := GitCredentials(spec, "", nil); len(c.Hosts) != 0 {
+		t.Errorf("no token, hosts %v", c.Hosts)
 	}
 }

@@ -57,7 +57,7 @@ func TestAbbreviatedCommit(t *testing.T) {
 	f := newFixture(t)
 	spec := f.spec("abbrev")
 	spec.CustomNodes[0].Ref, spec.CustomNodes[0].Commit = "", f.aCommit[:10]
-	lock, err := Resolve(context.Background(), spec, nil, ResolveOptions{Git: git.NewMirrors(t.TempDir(), "")})
+	lock, err := Resolve(context.Background(), spec, nil, ResolveOptions{Git: git.NewMirrors(t.TempDir(), git.Credentials{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestTokenNeverStored(t *testing.T) {
 	// An https remote that fails: the error names the remote, not the token.
 	bad := f.spec("tok2")
 	bad.Comfy = specs.Comfy{Repo: "https://127.0.0.1:1/o/ComfyUI.git", Ref: "main"}
-	_, err := Resolve(context.Background(), bad, nil, ResolveOptions{Git: git.NewMirrors(t.TempDir(), token)})
+	_, err := Resolve(context.Background(), bad, nil, ResolveOptions{Git: git.NewMirrors(t.TempDir(), git.Credentials{Token: token, Hosts: []string{"127.0.0.1:1"}})})
 	if err == nil || strings.Contains(err.Error(), token) || !errors.Is(err, git.ErrUnreachable) {
 		t.Errorf("error %v: want unreachable without the token", err)
 	}
@@ -94,7 +94,7 @@ func TestTokenNeverStored(t *testing.T) {
 func TestSpecChangeResolvesOnlyWhatChanged(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	m := git.NewMirrors(filepath.Join(t.TempDir(), "git"), "")
+	m := git.NewMirrors(filepath.Join(t.TempDir(), "git"), git.Credentials{})
 	spec := f.spec("partial")
 	lock, err := Resolve(ctx, spec, nil, ResolveOptions{Git: m})
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"sort"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
-	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -161,7 +160,7 @@ func Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	sopts := opts.BuildOptions
 	sopts.Root = scratchRoot
 	sopts.Substitute = nil // a rebuild, not a download of what is being checked
-	mirrors := git.NewMirrors(MirrorDir(opts.Root), opts.GitToken)
+	mirrors := newMirrors(opts.BuildOptions)
 	bs := builders(sopts, mirrors)
 	bs[drv.KindModel] = linkFromStore{from: s}
 	if opts.WrapBuilder != nil {

@@ -17,7 +17,7 @@ import (
 func DiffOptions(ctx context.Context, s *store.Store) diff.Options {
 	return diff.Options{
 		Objects: storeObjects{s},
-		History: mirrorHistory{ctx: ctx, m: git.NewMirrors(MirrorDir(s.Root()), "")},
+		History: mirrorHistory{ctx: ctx, m: git.NewMirrors(MirrorDir(s.Root()), git.Credentials{})},
 	}
 }
 

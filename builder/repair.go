@@ -7,7 +7,6 @@ import (
 	"io/fs"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
-	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -79,7 +78,7 @@ func (r *Repairer) Repair(ctx context.Context, p store.Path, m *store.Meta) erro
 	opts.Spec = t.spec
 	_, err = Realise(ctx, inputsFirst(t.d), RealiseOptions{
 		Store:    s,
-		Builders: builders(opts, git.NewMirrors(MirrorDir(opts.Root), opts.GitToken)),
+		Builders: builders(opts, newMirrors(opts)),
 		Jobs:     opts.Jobs,
 		Progress: opts.Progress,
 	})

@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 // ExportOptions configure Export.
@@ -79,6 +81,9 @@ func (m *Mirrors) export(ctx context.Context, u, commit, dir string, opts Export
 		su, ok := urls[s.path]
 		if !ok {
 			return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: fmt.Errorf("submodule %s has no url in .gitmodules", s.path)}
+		}
+		if err := CheckSubmoduleURL(u, su); err != nil {
+			return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: fmt.Errorf("submodule %s: %w", s.path, err)}
 		}
 		target := filepath.Join(dir, filepath.FromSlash(s.path))
 		if err := os.Remove(target); err != nil {
@@ -207,6 +212,34 @@ func submoduleURLs(c *object.Commit, parent string) (map[string]string, error) {
 		out[sm.Path] = resolveURL(parent, sm.URL)
 	}
 	return out, nil
+}
+
+// CheckSubmoduleURL reports whether a submodule of the repository at parent may be fetched
+// from su (already resolved against parent): su obeys the rules of a spec's git URLs
+// (specs.CheckGitURL: no git://, no plain http off loopback, no credentials), and a remote
+// parent may not name a local path or file:// URL, nor plain http even on loopback (the
+// build machine's own services are not a remote repository's to reach).
+func CheckSubmoduleURL(parent, su string) error {
+	if err := specs.CheckGitURL(su); err != nil {
+		return fmt.Errorf("url refused: %w", err)
+	}
+	if localPath(parent) != "" {
+		return nil
+	}
+	if localPath(su) != "" {
+		return fmt.Errorf("url %q refused: a remote repository may not name a local path as a submodule", CleanURL(su))
+	}
+	if strings.HasPrefix(strings.ToLower(su), "http://") && !strings.HasPrefix(strings.ToLower(parent), "http://") {
+		return fmt.Errorf("url %q refused: plain http from a repository fetched over %s", CleanURL(su), schemeOf(parent))
+	}
+	return nil
+}
+
+func schemeOf(u string) string {
+	if i := strings.Index(u, "://"); i > 0 {
+		return u[:i]
+	}
+	return "ssh"
 }
 
 // resolveURL resolves a submodule URL relative to its parent's URL.

@@ -13,8 +13,11 @@
 //   - A Ref is what a spec names instead of a commit: a branch, a tag, HEAD or a full ref name.
 //
 // Fetching uses go-git for https, ssh, file:// and plain paths (go-git's file transport runs
-// the system git-upload-pack). A token for https is passed in by the caller and used as basic
-// auth; it never appears in a URL, an error, a log line or a file.
+// the system git-upload-pack). Tokens for https are passed in by the caller as Credentials and
+// used as basic auth, each only for the hosts it was given for (never for a submodule's or a
+// redirect's other host); a token never appears in a URL, an error, a log line or a file.
+// Submodule URLs obey the spec's URL rules (specs.CheckGitURL), and a remote repository cannot
+// name a local path or file:// URL as a submodule.
 package git
 
 import (
@@ -71,8 +74,11 @@ func (e *Error) Unwrap() error { return e.Err }
 type Mirrors struct {
 	// Dir is the mirror cache, ROOT/cache/runpod-comfy/git.
 	Dir string
-	// Token, when set, is sent as basic auth to https remotes. Never logged or stored.
-	Token string
+	// Creds decide which token, if any, goes to an https remote. Never logged or stored.
+	Creds Credentials
+	// CABundle, when set, holds PEM certificates trusted for https remotes besides the
+	// system's (a private git server's CA; tests' loopback servers).
+	CABundle []byte
 	// Exporter picks how Export reads trees: ExportGitCLI (the default when a git binary is
 	// on PATH: `git ls-tree` + `git cat-file --batch`, raw blobs) or ExportGoGit.
 	Exporter string
@@ -98,9 +104,9 @@ func (m *Mirrors) useCLI() bool {
 	return err == nil
 }
 
-// NewMirrors returns the mirror cache in dir using token (may be empty) for https.
-func NewMirrors(dir, token string) *Mirrors {
-	return &Mirrors{Dir: dir, Token: token}
+// NewMirrors returns the mirror cache in dir using creds for https remotes.
+func NewMirrors(dir string, creds Credentials) *Mirrors {
+	return &Mirrors{Dir: dir, Creds: creds}
 }
 
 var fullCommit = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -124,10 +130,11 @@ func (m *Mirrors) Path(u string) string {
 }
 
 func (m *Mirrors) auth(u string) transport.AuthMethod {
-	if m.Token == "" || !strings.HasPrefix(u, "https://") {
+	tok := m.Creds.For(u)
+	if tok == "" {
 		return nil
 	}
-	return &githttp.BasicAuth{Username: "x-access-token", Password: m.Token}
+	return &githttp.BasicAuth{Username: "x-access-token", Password: tok}
 }
 
 // localPath returns the directory of a plain-path or file:// remote, or "".
@@ -201,7 +208,7 @@ func (m *Mirrors) LsRemote(ctx context.Context, u string) ([]Ref, error) {
 		return nil, &Error{Op: "listing refs of", URL: CleanURL(u), Err: err}
 	}
 	rem := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{u}})
-	refs, err := rem.ListContext(ctx, &gogit.ListOptions{Auth: m.auth(u), PeelingOption: gogit.AppendPeeled})
+	refs, err := rem.ListContext(ctx, &gogit.ListOptions{Auth: m.auth(u), CABundle: m.CABundle, PeelingOption: gogit.AppendPeeled})
 	if err != nil {
 		return nil, &Error{Op: "listing refs of", URL: CleanURL(u), Err: classify(u, err)}
 	}
@@ -380,6 +387,7 @@ func (m *Mirrors) fetch(ctx context.Context, repo *gogit.Repository, u, commit s
 		Tags:       gogit.NoTags,
 		Force:      true,
 		Auth:       m.auth(u),
+		CABundle:   m.CABundle,
 	})
 	if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
 		return &Error{Op: "fetching", URL: CleanURL(u), Err: classify(u, err)}
@@ -392,6 +400,7 @@ func (m *Mirrors) fetch(ctx context.Context, repo *gogit.Repository, u, commit s
 		RefSpecs:   []config.RefSpec{config.RefSpec(commit + ":refs/runpod-comfy/" + commit)},
 		Tags:       gogit.NoTags,
 		Auth:       m.auth(u),
+		CABundle:   m.CABundle,
 	})
 	if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) && ctx.Err() != nil {
 		return ctx.Err()

@@ -54,7 +54,7 @@ func TestExportersAgree(t *testing.T) {
 	ctx := context.Background()
 	var hashes []string
 	for _, exp := range []string{ExportGoGit, ExportGitCLI} {
-		m := NewMirrors(filepath.Join(t.TempDir(), "git"), "")
+		m := NewMirrors(filepath.Join(t.TempDir(), "git"), Credentials{})
 		m.Exporter = exp
 		out := filepath.Join(t.TempDir(), "out")
 		if err := m.Export(ctx, repo, commit, out, ExportOptions{Submodules: true}); err != nil {
@@ -97,7 +97,7 @@ func TestExportersAgree(t *testing.T) {
 func TestMirrorReuseAndReadFile(t *testing.T) {
 	repo, commit := repoWithEverything(t)
 	ctx := context.Background()
-	m := NewMirrors(filepath.Join(t.TempDir(), "git"), "")
+	m := NewMirrors(filepath.Join(t.TempDir(), "git"), Credentials{})
 	b, err := m.ReadFile(ctx, repo, commit, "bin/run")
 	if err != nil || string(b) != "#!/bin/sh\necho run\n" {
 		t.Fatalf("ReadFile: %q %v", b, err)

@@ -591,3 +591,36 @@ func TestUnknownHostFailsAtOnce(t *testing.T) {
 		t.Error("a DNS timeout is treated as permanent; it should be retried")
 	}
 }
+
+// Civitai's download endpoint redirects to a storage host (here: the same loopback address on
+// another port, a different host:port); the Civitai token must not follow, while the
+// endpoint's own requests carry it.
+func TestCivitaiTokenNotForwardedToRedirectHost(t *testing.T) {
+	data := testData(7000)
+	storage := &fileServer{data: data}
+	storageSrv := httptest.NewServer(storage)
+	defer storageSrv.Close()
+	civ := &fileServer{fault: func(w http.ResponseWriter, r *http.Request, n int) bool {
+		http.Redirect(w, r, storageSrv.URL+"/file/m.safetensors?sig=s3cr3t", http.StatusTemporaryRedirect)
+		return true
+	}}
+	civSrv := httptest.NewServer(civ)
+	defer civSrv.Close()
+	f, _ := newTestFetcher(t, Options{CivitaiEndpoint: civSrv.URL, CivitaiToken: "civ_marker", HFToken: "hf_marker"})
+	dst := filepath.Join(t.TempDir(), "m.safetensors")
+	if _, err := f.Fetch(context.Background(), mustSource(t, civSrv.URL+"/api/download/models/42"), Want{Checksum: sha256Of(data)}, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, data)
+	if rs := civ.requests(); len(rs) == 0 || rs[0].Auth != "Bearer civ_marker" {
+		t.Fatalf("Civitai saw %+v, want its token", rs)
+	}
+	if rs := storage.requests(); len(rs) == 0 {
+		t.Fatal("the storage host saw no request")
+	}
+	for _, r := range storage.requests() {
+		if r.Auth != "" {
+			t.Fatalf("a token reached the redirect target: %+v", r)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
+	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
@@ -46,7 +47,10 @@ root atomically (the previous root stays as a generation: see rollback), checks 
 and every custom node are in the root at their pinned commits, and prints the root's path and
 digest. A build of a version that is already built only reads metadata.
 
-Private https git remotes: set GIT_TOKEN (or GITHUB_TOKEN); it is never logged or stored.`,
+Private https git remotes: set GIT_TOKEN (or GITHUB_TOKEN); it goes only to the hosts of the
+spec's own repositories (comfy and custom_nodes), never to a submodule's or a redirect's other
+host. GIT_TOKENS="host=token,host2:8443=token2" gives a host its own token, wherever it appears
+(submodules included). Tokens are never logged or stored.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Arg = args[0]
@@ -144,19 +148,33 @@ func newProgress(ctx context.Context, g *Globals, w io.Writer) *progress.Display
 // git token, this process's environment and the model download settings (tokens, endpoints,
 // a GCS client when a model comes from gs://). The returned func releases the GCS client.
 func buildOptions(ctx context.Context, g *Globals, spec *specs.Spec) (builder.BuildOptions, func(), error) {
+	perHost, err := gitHostTokens()
+	if err != nil {
+		return builder.BuildOptions{}, func() {}, err
+	}
 	mo, closeGCS, err := modelOptions(ctx, spec)
 	if err != nil {
 		return builder.BuildOptions{}, func() {}, err
 	}
-	return builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), Environ: os.Environ(), Models: mo}, closeGCS, nil
+	return builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), GitTokens: perHost, Environ: os.Environ(), Models: mo}, closeGCS, nil
 }
 
-// gitToken is the token sent to https git remotes: $GIT_TOKEN, else $GITHUB_TOKEN.
+// gitToken is the token sent to the https hosts of the spec's repositories: $GIT_TOKEN, else
+// $GITHUB_TOKEN.
 func gitToken() string {
 	if t := os.Getenv("GIT_TOKEN"); t != "" {
 		return t
 	}
 	return os.Getenv("GITHUB_TOKEN")
+}
+
+// gitHostTokens reads $GIT_TOKENS, the per-host git tokens ("host=token,host2=token2").
+func gitHostTokens() (map[string]string, error) {
+	m, err := git.ParseHostTokens(os.Getenv("GIT_TOKENS"))
+	if err != nil {
+		return nil, fmt.Errorf("GIT_TOKENS: %w", err)
+	}
+	return m, nil
 }
 
 // writeIndentedJSON writes v as indented JSON.

@@ -80,15 +80,15 @@ func runVerifyModels(ctx context.Context, g *Globals, o *VerifyModelsOptions, st
 	if err != nil {
 		return err
 	}
-	mo, closeGCS, err := modelOptions(ctx, spec)
+	bo, closeGCS, err := buildOptions(ctx, g, spec)
 	if err != nil {
 		return err
 	}
 	defer closeGCS()
+	mo := bo.Models
 	pr := newProgress(ctx, g, stderr)
 	defer pr.Close()
-	bo := builder.BuildOptions{Root: g.Root, Spec: spec, LockFile: o.LockFile, GitToken: gitToken(),
-		Progress: pr, Models: mo, DownloadJobs: o.DownloadJobs}
+	bo.LockFile, bo.Progress, bo.DownloadJobs = o.LockFile, pr, o.DownloadJobs
 	lock, _, _, err := builder.EnsureLock(ctx, bo)
 	if err != nil {
 		return err
