@@ -576,6 +576,23 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 	return res, nil
 }
 
+// newFileStale judges a .locks/<name>.new-<rand> file left by createExclusive. It holds the
+// record of the process that wrote it: written on this host by a process that no longer
+// runs, it is stale at once; otherwise (another host, an unreadable record, or a pid that runs,
+// maybe reused) once it is older than a lease's lifetime plus the clock skew, since its
+// writer links and removes it within moments. Removing one a live process is about to link
+// makes only that process's lease attempt fail with an error; it never breaks a lease.
+func (s *Store) newFileStale(file string) bool {
+	fi, err := os.Lstat(file)
+	if err != nil {
+		return false
+	}
+	if rec, err := readLeaseFile(file); err == nil && rec.Host == s.host && rec.PID > 0 && !processAlive(rec.PID) {
+		return true
+	}
+	return s.now().After(fi.ModTime().Add(s.leaseTTL + s.skew)) // written once: its mtime is its age
+}
+
 // unregister re-checks an object planned for deletion and removes its metadata (and file
 // listing), returning their bytes so they can be put back.
 func (s *Store) unregister(p Path, cutoff time.Time) (savedMeta, bool) {
@@ -650,6 +667,12 @@ func (s *Store) sweepLeftovers(cutoff time.Time, leased map[Digest]bool) {
 			switch {
 			case strings.HasPrefix(name, ".tmp-") || strings.Contains(name, ".lease.broken-") || strings.HasSuffix(name, ".lease.break"):
 				if old(full) {
+					os.Remove(full)
+				}
+			case dir == s.locksDir() && strings.Contains(name, ".new-"):
+				// createExclusive's record, written before it is linked to the lease name and
+				// removed right after: one left behind belongs to a process killed in between.
+				if s.newFileStale(full) {
 					os.Remove(full)
 				}
 			case dir == s.metaDir() && strings.HasSuffix(name, ".files"):

@@ -116,7 +116,7 @@ func (s *Store) Optimise(ctx context.Context) (*OptimiseResult, error) {
 			if first.ino == f.ino && first.dev == f.dev {
 				continue
 			}
-			if err := replaceWithLink(first.path, f.path); err != nil {
+			if err := s.replaceWithLink(first.path, f.path); err != nil {
 				if errors.Is(err, syscall.EMLINK) {
 					byHash[sum] = f // first has too many links: use this copy from now on
 					continue
@@ -147,10 +147,12 @@ func (s *Store) probeLinks() error {
 	return os.Link(a, filepath.Join(dir, "b"))
 }
 
-// replaceWithLink replaces dup by a hard link to keep: link to a temporary name in dup's
-// directory, rename over dup. The (read-only) directory is made writable for the moment and
-// its canonical mode and mtime put back.
-func replaceWithLink(keep, dup string) error {
+// replaceWithLink replaces dup by a hard link to keep: link to a temporary name in .tmp,
+// rename over dup. The temporary name is never inside an object, so a process killed in
+// between leaves a stage gc removes, not an extra file that changes an object's NAR hash.
+// The (read-only) directory is made writable for the moment and its canonical mode and mtime
+// put back.
+func (s *Store) replaceWithLink(keep, dup string) error {
 	dir := filepath.Dir(dup)
 	fi, err := os.Lstat(dir)
 	if err != nil {
@@ -165,7 +167,7 @@ func replaceWithLink(keep, dup string) error {
 			unix.UtimesNanoAt(unix.AT_FDCWD, dir, epochOne, unix.AT_SYMLINK_NOFOLLOW)
 		}
 	}()
-	tmp := filepath.Join(dir, ".optimise-"+randHex(6))
+	tmp := filepath.Join(s.tmpDir(), "optimise-"+randHex(6))
 	if err := os.Link(keep, tmp); err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"os"
@@ -102,6 +104,14 @@ func runHelper(role, root, arg string) error {
 		}
 		fmt.Println(m.Path, m.NarHash)
 		return nil
+	case "lease-new-hang": // write a lease's .new- record as createExclusive does, then hang until killed
+		now := time.Now().UTC()
+		rec, _ := json.Marshal(LeaseRecord{Host: s.host, PID: s.pid, Started: now, Expires: now.Add(s.leaseTTL), Nonce: randHex(8)})
+		if err := writeSynced(s.leaseFile(arg)+".new-"+randHex(6), rec, os.O_CREATE|os.O_EXCL|os.O_WRONLY); err != nil {
+			return err
+		}
+		fmt.Println("ready")
+		select {}
 	case "build-root": // root old, build new referencing it, set the root
 		old, oldFn := oldObject()
 		nw, newFn := newObject(old)
@@ -377,5 +387,69 @@ loop:
 	t.Logf("%d GC runs during the build; builder said %q", runs, strings.TrimSpace(stdout.String()))
 	if runs == 0 {
 		t.Error("GC never ran during the build")
+	}
+}
+
+// TestGCRemovesStaleLeaseNewFiles: a process SIGKILLed between writing a lease's .new- record
+// and linking it leaves the record behind; gc removes it (its writer is gone), but keeps the
+// record of a live process and a fresh one from another host.
+func TestGCRemovesStaleLeaseNewFiles(t *testing.T) {
+	root := t.TempDir()
+	s, err := helperStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := helperCmd(t, "lease-new-hang", root, "killed")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		cmd.Process.Kill()
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	locks := filepath.Join(root, "store", ".locks")
+	write := func(name string, rec LeaseRecord, age time.Duration) string {
+		f := filepath.Join(locks, name)
+		b, _ := json.Marshal(rec)
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if age > 0 {
+			old := time.Now().Add(-age)
+			os.Chtimes(f, old, old)
+		}
+		return f
+	}
+	now := time.Now().UTC()
+	live := write("live.lease.new-aaaaaa", LeaseRecord{Host: s.host, PID: os.Getpid(), Expires: now.Add(time.Minute)}, time.Second)
+	foreignFresh := write("ff.lease.new-bbbbbb", LeaseRecord{Host: "other-host", PID: 1, Expires: now.Add(time.Minute)}, 0)
+	foreignOld := write("fo.lease.new-cccccc", LeaseRecord{Host: "other-host", PID: 1, Expires: now}, time.Hour)
+	garbageOld := write("go.lease.break.new-dddddd", LeaseRecord{}, time.Hour)
+	os.WriteFile(garbageOld, []byte("{"), 0o644)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(garbageOld, old, old)
+
+	killed, _ := filepath.Glob(filepath.Join(locks, "killed.lease.new-*"))
+	if len(killed) != 1 {
+		t.Fatalf("the killed helper left %v, want one .new- record", killed)
+	}
+	plan, err := s.PlanGC(context.Background(), GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plan.Execute(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]bool{killed[0]: false, live: true, foreignFresh: true, foreignOld: false, garbageOld: false} {
+		if _, err := os.Lstat(f); (err == nil) != want {
+			t.Errorf("%s: exists %v after gc, want %v", filepath.Base(f), err == nil, want)
+		}
 	}
 }
