@@ -158,7 +158,9 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 // newMirrors returns the mirror cache of opts.Root with the credentials opts allow: the
 // token for the hosts of opts.Spec's repositories, the per-host tokens for their hosts.
 func newMirrors(opts BuildOptions) *git.Mirrors {
-	return git.NewMirrors(MirrorDir(opts.Root), GitCredentials(opts.Spec, opts.GitToken, opts.GitTokens))
+	m := git.NewMirrors(MirrorDir(opts.Root), GitCredentials(opts.Spec, opts.GitToken, opts.GitTokens))
+	m.Log = func(s string) { opts.Progress.Logf("%s", s) } // a broken mirror repaired
+	return m
 }
 
 // GitCredentials returns the credentials of spec's git fetches: token goes to the https hosts

@@ -34,7 +34,8 @@ func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule,
 	ls.Stderr = &lsErr
 	listing, err := ls.Output()
 	if err != nil {
-		return nil, fmt.Errorf("git ls-tree: %v: %s", err, strings.TrimSpace(lsErr.String()))
+		// go-git found the commit, so a tree git cannot list is a damaged mirror.
+		return nil, fmt.Errorf("%w: git ls-tree: %v: %s", ErrMirrorBroken, err, strings.TrimSpace(lsErr.String()))
 	}
 	type entry struct {
 		mode, hash, path string
@@ -150,7 +151,7 @@ func readBlobs(r *bufio.Reader, n int, write func(i int, size int64, r io.Reader
 		}
 		f := strings.Fields(head)
 		if len(f) == 2 && f[1] == "missing" {
-			return fmt.Errorf("git cat-file: object %s missing from the mirror", f[0])
+			return fmt.Errorf("%w: git cat-file: object %s missing from the mirror", ErrMirrorBroken, f[0])
 		}
 		if len(f) != 3 {
 			return fmt.Errorf("git cat-file: unexpected header %q", head)

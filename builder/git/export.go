@@ -40,35 +40,23 @@ func (m *Mirrors) export(ctx context.Context, u, commit, dir string, opts Export
 	if depth > 8 {
 		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: errors.New("submodules nested more than 8 deep")}
 	}
-	if opts.Status != nil {
-		opts.Status("fetching " + CleanURL(u))
+	c, subs, err := m.exportTree(ctx, u, commit, dir, opts)
+	if err != nil && ctx.Err() == nil {
+		// An object the commit needs is missing or unreadable when the mirror is damaged (a
+		// fetch cut short by a full disk or a kill): discard it, fetch and export again, once.
+		repaired, rerr := m.repairIfBroken(u, err)
+		if rerr != nil {
+			return rerr
+		}
+		if repaired {
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				return fmt.Errorf("exporting %s: %w", CleanURL(u), rerr)
+			}
+			c, subs, err = m.exportTree(ctx, u, commit, dir, opts)
+		}
 	}
-	repo, err := m.Ensure(ctx, u, commit)
 	if err != nil {
 		return err
-	}
-	if opts.Status != nil {
-		opts.Status("exporting " + shortCommit(commit))
-	}
-	c, err := repo.CommitObject(plumbing.NewHash(commit))
-	if err != nil {
-		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
-	}
-	tree, err := c.Tree()
-	if err != nil {
-		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fmt.Errorf("exporting %s: %w", CleanURL(u), err)
-	}
-	var subs []submodule
-	if m.useCLI() {
-		subs, err = writeTreeCLI(ctx, m.Path(u), commit, dir)
-	} else {
-		err = writeTree(ctx, repo, tree, dir, "", &subs)
-	}
-	if err != nil {
-		return &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
 	}
 	if !opts.Submodules || len(subs) == 0 {
 		return nil
@@ -94,6 +82,68 @@ func (m *Mirrors) export(ctx context.Context, u, commit, dir string, opts Export
 		}
 	}
 	return nil
+}
+
+// exportTree fetches commit of u when the mirror lacks it and writes its tree into dir,
+// returning the commit and its submodule entries. A missing object gives an error wrapping
+// ErrMirrorBroken.
+func (m *Mirrors) exportTree(ctx context.Context, u, commit, dir string, opts ExportOptions) (*object.Commit, []submodule, error) {
+	if opts.Status != nil {
+		opts.Status("fetching " + CleanURL(u))
+	}
+	repo, err := m.Ensure(ctx, u, commit)
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.Status != nil {
+		opts.Status("exporting " + shortCommit(commit))
+	}
+	fail := func(err error) (*object.Commit, []submodule, error) {
+		if errors.Is(err, plumbing.ErrObjectNotFound) && !errors.Is(err, ErrMirrorBroken) {
+			err = fmt.Errorf("%w: %w", ErrMirrorBroken, err)
+		}
+		return nil, nil, &Error{Op: "exporting", URL: CleanURL(u), Ref: commit, Err: err}
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		return fail(err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return fail(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("exporting %s: %w", CleanURL(u), err)
+	}
+	var subs []submodule
+	if m.useCLI() {
+		subs, err = writeTreeCLI(ctx, m.Path(u), commit, dir)
+	} else {
+		err = writeTree(ctx, repo, tree, dir, "", &subs)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return c, subs, nil
+}
+
+// repairIfBroken decides, after err, whether the mirror of u is broken: err says so
+// (ErrMirrorBroken, a missing object) or mirrorProblem finds a damaged file. If it is, it
+// discards the mirror (the next fetch makes it anew), says so through Log and reports true.
+func (m *Mirrors) repairIfBroken(u string, err error) (bool, error) {
+	unlock, lerr := m.lock(u)
+	if lerr != nil {
+		return false, lerr
+	}
+	defer unlock()
+	why := mirrorProblem(m.Path(u))
+	if why == "" && (errors.Is(err, ErrMirrorBroken) || errors.Is(err, plumbing.ErrObjectNotFound)) {
+		why = err.Error()
+	}
+	if why == "" {
+		return false, nil
+	}
+	return true, m.repair(u, why)
 }
 
 func shortCommit(c string) string {

@@ -82,6 +82,9 @@ type Mirrors struct {
 	// Exporter picks how Export reads trees: ExportGitCLI (the default when a git binary is
 	// on PATH: `git ls-tree` + `git cat-file --batch`, raw blobs) or ExportGoGit.
 	Exporter string
+	// Log, when set, is told what a user should know that is not an error: a broken mirror
+	// discarded and fetched again.
+	Log func(string)
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -176,7 +179,7 @@ func classify(u string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrUnreachable), errors.Is(err, ErrNotRepository), errors.Is(err, ErrUnknownRef), errors.Is(err, ErrCommitNotFound):
+	case errors.Is(err, ErrUnreachable), errors.Is(err, ErrNotRepository), errors.Is(err, ErrNoSpace), errors.Is(err, ErrUnknownRef), errors.Is(err, ErrCommitNotFound):
 		return err
 	case errors.Is(err, transport.ErrRepositoryNotFound):
 		if localPath(u) != "" {
@@ -279,7 +282,7 @@ func (m *Mirrors) expand(ctx context.Context, u, prefix string) (string, error) 
 		return "", err
 	}
 	defer unlock()
-	repo, err := m.open(u)
+	repo, err := m.openChecked(u)
 	if err != nil {
 		return "", err
 	}
@@ -376,12 +379,26 @@ func isNotEmpty(err error) bool {
 
 // fetch updates every branch and tag of the mirror from u; with commit set and still missing
 // afterwards, it asks for that commit directly (servers allowing reachable SHA-1 in want).
+// Local remotes are fetched with the git command (see fetchCLI), others with go-git; either
+// way the fetch ends with ctx.
 func (m *Mirrors) fetch(ctx context.Context, repo *gogit.Repository, u, commit string) error {
 	if err := checkLocal(u); err != nil {
 		return &Error{Op: "fetching", URL: CleanURL(u), Err: err}
 	}
+	if localPath(u) != "" {
+		if err := fetchCLI(ctx, m.Path(u), u, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"); err != nil {
+			return &Error{Op: "fetching", URL: CleanURL(u), Err: err}
+		}
+		if commit == "" || m.hasCommitFresh(u, commit) {
+			return nil
+		}
+		if err := fetchCLI(ctx, m.Path(u), u, commit+":refs/runpod-comfy/"+commit); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return nil
+	}
 	rem := gogit.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{u}})
-	err := rem.FetchContext(ctx, &gogit.FetchOptions{
+	err := goGitFetch(ctx, rem, &gogit.FetchOptions{
 		RemoteName: "origin",
 		RefSpecs:   []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"},
 		Tags:       gogit.NoTags,
@@ -395,17 +412,27 @@ func (m *Mirrors) fetch(ctx context.Context, repo *gogit.Repository, u, commit s
 	if commit == "" || hasCommit(repo, commit) {
 		return nil
 	}
-	err = rem.FetchContext(ctx, &gogit.FetchOptions{
+	err = goGitFetch(ctx, rem, &gogit.FetchOptions{
 		RemoteName: "origin",
 		RefSpecs:   []config.RefSpec{config.RefSpec(commit + ":refs/runpod-comfy/" + commit)},
 		Tags:       gogit.NoTags,
 		Auth:       m.auth(u),
 		CABundle:   m.CABundle,
 	})
+	if err != nil && errors.Is(err, ErrNoSpace) {
+		return &Error{Op: "fetching", URL: CleanURL(u), Err: err}
+	}
 	if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) && ctx.Err() != nil {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// hasCommitFresh opens the mirror of u anew (seeing packs written by a git command) and
+// reports whether it holds commit.
+func (m *Mirrors) hasCommitFresh(u, commit string) bool {
+	repo, err := gogit.PlainOpen(m.Path(u))
+	return err == nil && hasCommit(repo, commit)
 }
 
 func hasCommit(repo *gogit.Repository, commit string) bool {
@@ -428,10 +455,10 @@ func (m *Mirrors) Ensure(ctx context.Context, u, commit string) (*gogit.Reposito
 	}
 	unlock, err := m.lock(u)
 	if err != nil {
-		return nil, err
+		return nil, &Error{Op: "fetching", URL: CleanURL(u), Err: noSpace(err, m.Dir)}
 	}
 	defer unlock()
-	repo, err := m.open(u)
+	repo, err := m.openChecked(u)
 	if err != nil {
 		return nil, err
 	}
@@ -456,6 +483,21 @@ func (m *Mirrors) Ensure(ctx context.Context, u, commit string) (*gogit.Reposito
 // the mirror only when the commit is missing. A missing file gives an error wrapping
 // os.ErrNotExist. Resolvers use it to read requirements.txt without exporting the tree.
 func (m *Mirrors) ReadFile(ctx context.Context, u, commit, path string) ([]byte, error) {
+	b, err := m.readFile(ctx, u, commit, path)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, os.ErrNotExist) {
+		// The commit is there but an object under it is unreadable: a damaged mirror?
+		repaired, rerr := m.repairIfBroken(u, err)
+		if rerr != nil {
+			return nil, rerr
+		}
+		if repaired {
+			b, err = m.readFile(ctx, u, commit, path)
+		}
+	}
+	return b, err
+}
+
+func (m *Mirrors) readFile(ctx context.Context, u, commit, path string) ([]byte, error) {
 	repo, err := m.Ensure(ctx, u, commit)
 	if err != nil {
 		return nil, err
