@@ -9,9 +9,11 @@ import (
 )
 
 // evalContext evaluates the variable and locals blocks of one HCL file and returns the context
-// its other expressions are evaluated in: var.<name>, local.<name> and the function table.
-func evalContext(content *hcl.BodyContent, vars map[string]string, used map[string]bool, d *diags) *hcl.EvalContext {
-	funcs := functions()
+// its other expressions are evaluated in (var.<name>, local.<name> and the function table)
+// and the budget those evaluations are charged to.
+func evalContext(content *hcl.BodyContent, vars map[string]string, used map[string]bool, d *diags) (*hcl.EvalContext, *budget) {
+	bud := &budget{}
+	funcs := functions(bud)
 	base := &hcl.EvalContext{Functions: funcs}
 	varVals := map[string]cty.Value{}
 	seenVar := map[string]hcl.Range{}
@@ -35,6 +37,10 @@ func evalContext(content *hcl.BodyContent, vars map[string]string, used map[stri
 			if over, ok := vars[name]; ok {
 				used[name] = true
 				varVals[name] = cty.StringVal(over)
+				if msg := valueProblem(varVals[name]); msg != "" {
+					d.errorf(b.DefRange, "variable "+quote(name), "--var %s: %s", name, msg)
+					varVals[name] = cty.DynamicVal
+				}
 				continue
 			}
 			def := vc.Attributes["default"]
@@ -43,12 +49,7 @@ func evalContext(content *hcl.BodyContent, vars map[string]string, used map[stri
 				varVals[name] = cty.DynamicVal
 				continue
 			}
-			v, hd := def.Expr.Value(base)
-			d.addExpr(hd, "variable "+quote(name)+".default")
-			if hd.HasErrors() {
-				v = cty.DynamicVal
-			}
-			varVals[name] = v
+			varVals[name], _ = evalLimited(def, base, bud, d, "variable "+quote(name)+".default")
 		case "locals":
 			attrs, hd := b.Body.JustAttributes()
 			d.addHCL(hd)
@@ -79,12 +80,7 @@ func evalContext(content *hcl.BodyContent, vars map[string]string, used map[stri
 				continue
 			}
 			ctx.Variables["local"] = cty.ObjectVal(localVals)
-			v, hd := a.Expr.Value(ctx)
-			d.addExpr(hd, "local."+a.Name)
-			if hd.HasErrors() {
-				v = cty.DynamicVal
-			}
-			localVals[a.Name] = v
+			localVals[a.Name], _ = evalLimited(a, ctx, bud, d, "local."+a.Name)
 			progress = true
 		}
 		if !progress {
@@ -102,7 +98,28 @@ func evalContext(content *hcl.BodyContent, vars map[string]string, used map[stri
 		pending = next
 	}
 	ctx.Variables["local"] = cty.ObjectVal(localVals)
-	return ctx
+	return ctx, bud
+}
+
+// evalLimited evaluates attribute a of field path within the limits (see limits.go): the
+// expression is metered, the budget starts afresh, and a value over the limits is an error
+// at a. It returns cty.DynamicVal and false when evaluation failed (reported).
+func evalLimited(a *hcl.Attribute, ctx *hcl.EvalContext, b *budget, d *diags, path string) (cty.Value, bool) {
+	if hd := meter(a.Expr); hd.HasErrors() {
+		d.addExpr(hd, path)
+		return cty.DynamicVal, false
+	}
+	b.reset()
+	v, hd := a.Expr.Value(ctx)
+	d.addExpr(hd, path)
+	if hd.HasErrors() {
+		return cty.DynamicVal, false
+	}
+	if msg := valueProblem(v); msg != "" {
+		d.errorf(a.Range, path, "is %s", msg)
+		return cty.DynamicVal, false
+	}
+	return v, true
 }
 
 // localDepsReady reports whether every local.<name> a refers to is evaluated (or does not

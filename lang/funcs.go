@@ -55,13 +55,15 @@ var impureFunctions = map[string]string{
 	"shell":        "it runs commands on the machine evaluating the spec",
 }
 
-// functions returns the function table of an evaluation: the pure functions and, for each
-// impure one, a function that fails saying why it is refused.
-func functions() map[string]function.Function {
-	out := make(map[string]function.Function, len(pureFunctions)+len(impureFunctions))
+// functions returns the function table of an evaluation: the pure functions, guarded so that
+// what they build is charged to b; for each impure one, a function that fails saying why it
+// is refused; and chargeFunc, which meter's rewritten expressions call.
+func functions(b *budget) map[string]function.Function {
+	out := make(map[string]function.Function, len(pureFunctions)+len(impureFunctions)+1)
 	for k, f := range pureFunctions {
-		out[k] = f
+		out[k] = guard(k, f, b)
 	}
+	out[chargeFunc] = chargeFunction(b)
 	for name, why := range impureFunctions {
 		msg := fmt.Sprintf("%s() is not allowed in a spec: %s, so the spec's hash and lock would change from one machine or run to the next; pass the value with a variable (--var) instead", name, why)
 		out[name] = function.New(&function.Spec{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -90,7 +91,7 @@ func LoadVersion(ctx context.Context, versionsDir, id string, opts Options) (*sp
 
 // LoadFile reads the spec file at path (.json or .hcl) and evaluates it, as LoadVersion.
 func LoadFile(ctx context.Context, path string, opts Options) (*specs.Spec, Diagnostics, error) {
-	src, err := os.ReadFile(path)
+	src, err := readSpecFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading spec: %w", err)
 	}
@@ -186,7 +187,7 @@ func (l *loader) chain(path string, src []byte, stack []string) *rawDoc {
 		l.d.errorf(ext.rng, "extends", "%v", err)
 		return doc
 	}
-	baseSrc, err := os.ReadFile(basePath)
+	baseSrc, err := readSpecFile(basePath)
 	if err != nil {
 		l.d.errorf(ext.rng, "extends", "reading base: %v", err)
 		return doc
@@ -337,9 +338,13 @@ func BaseOf(path string) (string, error) {
 	if !strings.HasSuffix(path, ".hcl") {
 		return "", nil
 	}
-	src, err := os.ReadFile(path)
+	src, err := readSpecFile(path)
 	if err != nil {
 		return "", fmt.Errorf("reading spec: %w", err)
+	}
+	d := &diags{}
+	if !checkSource(path, src, true, d) {
+		return "", &SpecError{Diags: d.list}
 	}
 	f, hd := hclparse.NewParser().ParseHCL(src, path)
 	if hd.HasErrors() {
@@ -361,4 +366,15 @@ func convertHCL(hd hcl.Diagnostics) Diagnostics {
 	d := &diags{}
 	d.addHCL(hd)
 	return d.list.Errors()
+}
+
+// readSpecFile reads a spec file, at most MaxFileBytes+1 bytes of it: checkSource reports a
+// longer file without this process reading all of it.
+func readSpecFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 }

@@ -126,6 +126,9 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 	doc := &rawDoc{file: path, id: fileID(path), env: map[string]*envEntry{}}
 	var f *hcl.File
 	var hd hcl.Diagnostics
+	if !checkSource(path, src, strings.HasSuffix(path, ".hcl"), d) {
+		return nil
+	}
 	switch {
 	case strings.HasSuffix(path, ".json"):
 		f, hd = parser.ParseJSON(src, path)
@@ -162,10 +165,11 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 		return doc
 	}
 	var ctx *hcl.EvalContext
+	bud := &budget{}
 	if doc.isHCL {
-		ctx = evalContext(content, vars, used, d)
+		ctx, bud = evalContext(content, vars, used, d)
 	}
-	r := reader{d: d, ctx: ctx}
+	r := reader{d: d, ctx: ctx, bud: bud}
 	var lists jsonLists
 	if !doc.isHCL {
 		lists = scanJSONLists(path, src, "custom_nodes", "models")
@@ -285,13 +289,13 @@ func sortedHCLAttrs(m hcl.Attributes) []*hcl.Attribute {
 type reader struct {
 	d   *diags
 	ctx *hcl.EvalContext // nil for JSON: strings are taken literally
+	bud *budget
 }
 
 // attr evaluates one attribute; nil when it is null or could not be evaluated (reported).
 func (r reader) attr(a *hcl.Attribute, path string) *rawAttr {
-	v, hd := a.Expr.Value(r.ctx)
-	r.d.addExpr(hd, path)
-	if hd.HasErrors() {
+	v, ok := evalLimited(a, r.ctx, r.bud, r.d, path)
+	if !ok {
 		return nil
 	}
 	if v.IsNull() {
