@@ -39,6 +39,12 @@ type AddOptions struct {
 	ExpectNarHash string
 	// Source is "built" (the default) or "substituted:<cache url>".
 	Source string
+	// Fingerprint, when set, is the object's fingerprint, checked before anything is
+	// registered: it must hash to p's digest and, for a fixed fingerprint (a content-addressed
+	// file), the object must be a single regular file whose content has the hash it names
+	// (a *ContentAddressError otherwise). A binary cache sets it for what it substitutes; a
+	// builder that checks the content while making it need not.
+	Fingerprint string
 	// AtFinalPath makes build write at the object's final path (for objects that must know
 	// where they live, such as a venv) under the lease, instead of in a staging directory.
 	AtFinalPath bool
@@ -163,9 +169,31 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 	if err := s.canonicalise(out, p.String()); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	}
-	narHash, narSize, files, err := hashBuilt(out)
-	if err != nil {
-		return nil, fmt.Errorf("building %s: hashing: %w", p, err)
+	var (
+		narHash string
+		narSize int64
+		files   []nar.File
+	)
+	if addr, fixed, err := parseFixed(p, opts.Fingerprint); err != nil {
+		return nil, fmt.Errorf("building %s: %w", p, err)
+	} else if fixed {
+		knownNars.Delete(out)
+		narHash, narSize, files, err = hashAddressed(p, out, addr)
+		var ce *ContentAddressError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("building %s: hashing: %w", p, err)
+		}
+	} else {
+		if opts.Fingerprint != "" && DigestOf(opts.Fingerprint) != p.Digest() {
+			return nil, fmt.Errorf("building %s: fingerprint %q is not this path's", p, opts.Fingerprint)
+		}
+		narHash, narSize, files, err = hashBuilt(out)
+		if err != nil {
+			return nil, fmt.Errorf("building %s: hashing: %w", p, err)
+		}
 	}
 	if opts.ExpectNarHash != "" && opts.ExpectNarHash != narHash {
 		return nil, &NarHashMismatchError{Path: p, Expected: opts.ExpectNarHash, Got: narHash}

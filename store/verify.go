@@ -152,13 +152,22 @@ feed:
 		}
 		rep.Problems = append(rep.Problems, p)
 	}
+	repairable := func(kind string) bool {
+		return kind == "hash-mismatch" || kind == "missing" || kind == "content-address"
+	}
 	for i, ps := range results {
-		for _, p := range ps {
-			if opts.Repair != nil && (p.Kind == "hash-mismatch" || p.Kind == "missing") {
-				s.repair(ctx, opts.Repair, todo[i], &p)
+		var fix *Problem // the object is made again once, whatever number of problems it has
+		for j := range ps {
+			if opts.Repair != nil && repairable(ps[j].Kind) {
+				if fix == nil {
+					fix = &ps[j]
+					s.repair(ctx, opts.Repair, todo[i], fix)
+				} else {
+					ps[j].Repaired, ps[j].RepairError = fix.Repaired, fix.RepairError
+				}
 			}
-			rep.Problems = append(rep.Problems, p)
 		}
+		rep.Problems = append(rep.Problems, ps...)
 	}
 	if len(opts.Paths) == 0 {
 		valid := map[Digest]bool{}
@@ -190,13 +199,54 @@ func (s *Store) verifyOne(m *Meta, metas map[Path]*Meta) []Problem {
 			out = append(out, Problem{Path: m.Path.String(), Kind: "missing-reference", Detail: fmt.Sprintf("reference %s has no metadata", r)})
 		}
 	}
+	// A fixed object (a model) is checked against its content address too: a NAR hash that
+	// matches metadata written from a cache's narinfo proves nothing about the bytes, the
+	// store path (the hash of the fingerprint) does.
 	var (
 		narHash string
 		files   []nar.File
+		addr    fixedAddr
+		fixed   bool
 	)
-	if fi.IsDir() {
+	fp, claimed := fixedFingerprintOf(m)
+	if fp != "" {
+		var ferr error
+		if addr, fixed, ferr = parseFixed(m.Path, fp); ferr != nil {
+			out = append(out, Problem{Path: m.Path.String(), Kind: "content-address", Detail: ferr.Error()})
+			fixed = false
+		}
+	} else if claimed {
+		out = append(out, Problem{Path: m.Path.String(), Kind: "content-address",
+			Detail: fmt.Sprintf("the metadata claims a fixed content address (ca %q) that does not name this store path", m.CA)})
+	}
+	switch {
+	case !fixed && !claimed && m.Kind == "model" && fi.Mode().IsRegular():
+		// A model always lives at its content address; metadata without one (from an older
+		// substitution) is checked against the path itself.
+		var ok bool
+		narHash, ok, err = modelAddressed(m.Path, abs)
+		if err == nil && !ok {
+			out = append(out, Problem{Path: m.Path.String(), Kind: "content-address", Files: []string{""},
+				Detail: "a model whose sha256 and md5 both differ from the checksum its store path addresses"})
+		}
+	case fixed && fi.Mode().IsRegular():
+		var content string
+		narHash, _, content, err = hashFixedFile(abs, addr.algo)
+		if err == nil && content != addr.hex {
+			out = append(out, Problem{Path: m.Path.String(), Kind: "content-address", Files: []string{""},
+				Detail: (&ContentAddressError{Path: m.Path, Algo: addr.algo, Want: addr.hex, Got: content}).Error()})
+		}
+	case fi.IsDir():
+		if fixed {
+			out = append(out, Problem{Path: m.Path.String(), Kind: "content-address",
+				Detail: (&ContentAddressError{Path: m.Path, Algo: addr.algo, Want: addr.hex}).Error()})
+		}
 		narHash, _, files, err = nar.HashFiles(abs)
-	} else {
+	default:
+		if fixed {
+			out = append(out, Problem{Path: m.Path.String(), Kind: "content-address",
+				Detail: (&ContentAddressError{Path: m.Path, Algo: addr.algo, Want: addr.hex}).Error()})
+		}
 		narHash, _, err = nar.Hash(abs)
 	}
 	if err != nil {
@@ -287,7 +337,7 @@ func (s *Store) repair(ctx context.Context, r Repairer, m *Meta, p *Problem) {
 		p.RepairError = fmt.Sprintf("repair registered nothing: %v", err)
 		return
 	}
-	if m.CA != "" && nm.NarHash != m.NarHash {
+	if m.CA != "" && nm.NarHash != m.NarHash && p.Kind != "content-address" {
 		p.RepairError = fmt.Sprintf("repaired object has NAR hash %s, expected %s", nm.NarHash, m.NarHash)
 		return
 	}

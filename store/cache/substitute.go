@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sort"
 	"strings"
 	"sync"
 
@@ -41,19 +42,47 @@ type Substituter struct {
 	info   map[string]error // per cache URL: result of checking nix-cache-info
 }
 
+// Expect is what the caller (the builder, from the lock and the derivation) knows about an
+// object before it asks a cache for it. A cache can only offer that object: a narinfo or NAR
+// that disagrees is refused before anything is registered, and the next cache is tried.
+type Expect struct {
+	// NarHash, when set, is the NAR hash the lock records ("sha256:<nix32>"): a narinfo with
+	// another NarHash is refused.
+	NarHash string
+	// Fingerprint, when set, is the object's fingerprint; for a fixed one (a model file) the
+	// substituted file must have the sha256 or md5 it names (store.AddOptions.Fingerprint).
+	Fingerprint string
+	// References are the references the derivation says the object has. The narinfo must
+	// list exactly these (its self-reference aside): one left out would let gc delete what
+	// the object links to.
+	References []store.Path
+	// Kind, Derivation and CA, when set, are recorded in the metadata instead of the
+	// narinfo's X-Kind, X-Derivation and CA, which signatures do not cover; a narinfo CA
+	// that differs from CA is refused.
+	Kind       string
+	Derivation []byte
+	CA         string
+}
+
 // Substitute makes p valid in st from the first cache that has it, substituting its missing
-// references first. Each cache's narinfo is checked (store path, signature), the NAR is
+// references first. It is SubstituteExpect without expectations.
+func (s *Substituter) Substitute(ctx context.Context, st *store.Store, p store.Path) (*store.Meta, error) {
+	return s.SubstituteExpect(ctx, st, p, nil)
+}
+
+// SubstituteExpect makes p valid in st from the first cache that has it and agrees with want
+// (nil: no expectations), substituting its missing references first. Each cache's narinfo is checked (store path, signature), the NAR is
 // decompressed, hashed and unpacked in one stream into a staging directory, and the object is
 // registered through store.Build with ExpectNarHash and Source "substituted:<cache url>". A
 // cache that fails is reported through Warn and the next one is tried. When every cache
 // fails, the error wraps ErrNotSubstituted and lists each cache's reason.
-func (s *Substituter) Substitute(ctx context.Context, st *store.Store, p store.Path) (*store.Meta, error) {
+func (s *Substituter) SubstituteExpect(ctx context.Context, st *store.Store, p store.Path, want *Expect) (*store.Meta, error) {
 	if m, err := st.Meta(p); err == nil {
 		return m, nil
 	}
 	var reasons []string
 	for _, b := range s.Caches {
-		m, err := s.fromCache(ctx, st, b, p)
+		m, err := s.fromCache(ctx, st, b, p, want)
 		if err == nil {
 			return m, nil
 		}
@@ -138,9 +167,57 @@ func (s *Substituter) FetchNarInfo(ctx context.Context, b Backend, p store.Path)
 	return ni, nil
 }
 
-func (s *Substituter) fromCache(ctx context.Context, st *store.Store, b Backend, p store.Path) (*store.Meta, error) {
+// checkExpect refuses a narinfo that disagrees with what the caller knows about the object.
+func checkExpect(ni *NarInfo, p store.Path, want *Expect, where string) error {
+	if want == nil {
+		return nil
+	}
+	if want.NarHash != "" && ni.NarHash != want.NarHash {
+		return fmt.Errorf("refusing %s: NarHash %s, but the lock records %s for %s", where, ni.NarHash, want.NarHash, p)
+	}
+	if want.CA != "" && ni.CA != "" && ni.CA != want.CA {
+		return fmt.Errorf("refusing %s: CA %s, but %s is %s", where, ni.CA, p, want.CA)
+	}
+	have := map[string]bool{}
+	for _, r := range ni.References {
+		if r != p.String() {
+			have[r] = true
+		}
+	}
+	need := map[string]bool{}
+	for _, r := range want.References {
+		if r != p {
+			need[r.String()] = true
+		}
+	}
+	var missing, extra []string
+	for r := range need {
+		if !have[r] {
+			missing = append(missing, r)
+		}
+	}
+	for r := range have {
+		if !need[r] {
+			extra = append(extra, r)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	switch {
+	case len(missing) > 0:
+		return fmt.Errorf("refusing %s: its References leave out %s, which the derivation of %s needs", where, strings.Join(missing, ", "), p)
+	case len(extra) > 0:
+		return fmt.Errorf("refusing %s: its References add %s, which the derivation of %s does not name", where, strings.Join(extra, ", "), p)
+	}
+	return nil
+}
+
+func (s *Substituter) fromCache(ctx context.Context, st *store.Store, b Backend, p store.Path, want *Expect) (*store.Meta, error) {
 	ni, err := s.FetchNarInfo(ctx, b, p)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkExpect(ni, p, want, b.URL()+"/"+narInfoKey(p)); err != nil {
 		return nil, err
 	}
 	var refs []store.Path
@@ -161,6 +238,18 @@ func (s *Substituter) fromCache(ctx context.Context, st *store.Store, b Backend,
 		CA:            ni.CA,
 		ExpectNarHash: ni.NarHash,
 		Source:        SourcePrefix + b.URL(),
+	}
+	if want != nil {
+		opts.Fingerprint = want.Fingerprint
+		if want.Kind != "" {
+			opts.Kind = want.Kind
+		}
+		if len(want.Derivation) > 0 {
+			opts.Derivation = want.Derivation
+		}
+		if want.CA != "" {
+			opts.CA = want.CA
+		}
 	}
 	m, err := st.Build(ctx, p, opts, func(ctx context.Context, out string) error {
 		return s.download(ctx, b, ni, out)

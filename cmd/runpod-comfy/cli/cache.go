@@ -218,7 +218,7 @@ func (f *SubstituterFlags) Hook(ctx context.Context, root string, specSubs []str
 		Warn:          warn,
 	}
 	hook = func(ctx context.Context, d *drv.Derivation) (bool, error) {
-		_, err := sub.Substitute(ctx, st, d.Path)
+		_, err := sub.SubstituteExpect(ctx, st, d.Path, substituteExpect(d))
 		switch {
 		case err == nil:
 			return true, nil
@@ -229,4 +229,17 @@ func (f *SubstituterFlags) Hook(ctx context.Context, root string, specSubs []str
 		}
 	}
 	return hook, closeFn, nil
+}
+
+// substituteExpect is what the derivation and its lock say about d's object: a cache may only
+// offer exactly that (the lock's NAR hash, the model's checksum, the derivation's references).
+func substituteExpect(d *drv.Derivation) *cache.Expect {
+	want := &cache.Expect{References: d.References(), Kind: d.Kind, Derivation: d.CanonicalJSON()}
+	if d.Fixed != nil {
+		want.NarHash = d.Fixed.NarHash
+		want.Fingerprint = d.Fixed.Fingerprint
+		want.CA = d.Fixed.CA
+		want.References = nil
+	}
+	return want
 }
