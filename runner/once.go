@@ -105,8 +105,8 @@ type OnceOptions struct {
 	Start    StartOptions
 	Workflow json.RawMessage
 	Run      RunOptions
-	// Sink receives the outputs; default Base64Sink. A sink with a ForJob(id) Sink method
-	// (GCSSink) is narrowed to the job.
+	// Sink receives the outputs; default Base64Sink. A JobSink (GCSSink, S3Sink) is narrowed
+	// to the job's prompt id.
 	Sink Sink
 	// Timeout bounds the job once ComfyUI is ready (the job is interrupted); 0 is none.
 	Timeout time.Duration
@@ -164,9 +164,7 @@ func RunOnce(ctx context.Context, o OnceOptions) (*Result, error) {
 		}
 		return nil, err
 	}
-	if js, ok := sink.(interface{ ForJob(string) Sink }); ok {
-		sink = js.ForJob(res.PromptID)
-	}
+	sink = ForJob(sink, res.PromptID)
 	if err := Deliver(ctx, res.Outputs, sink); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/s3test"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -150,13 +151,17 @@ func WriteRoot(dir string, o RootOptions) error {
 //	standin flags                 print the flags of comfy/cli_args.py
 //	standin fakegcs FILE BUCKET   serve an in-memory GCS (fake-gcs-server) with BUCKET until
 //	                              killed; its URL is written to FILE once it listens
+//	standin fakes3 FILE BUCKET KEY SECRET
+//	                              serve an in-memory S3 that checks SigV4 (internal/s3test)
+//	                              with BUCKET and the key pair KEY, SECRET until killed; its
+//	                              URL is written to FILE once it listens
 func Main(args []string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "standin:", err)
 		return 1
 	}
 	if len(args) < 1 {
-		fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET")
+		fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET | fakes3 FILE BUCKET KEY SECRET")
 		return 2
 	}
 	switch {
@@ -177,6 +182,8 @@ func Main(args []string) int {
 		return 0
 	case len(args) >= 3 && args[0] == "fakegcs":
 		return fakeGCS(args[1], args[2])
+	case len(args) >= 5 && args[0] == "fakes3":
+		return fakeS3(args[1], args[2], args[3], args[4])
 	case len(args) >= 2 && args[0] == "root":
 		o := RootOptions{Models: map[string]string{"checkpoints/tiny.safetensors": "not really a model\n"}}
 		if len(args) >= 3 {
@@ -187,7 +194,7 @@ func Main(args []string) int {
 		}
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET")
+	fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET | fakes3 FILE BUCKET KEY SECRET")
 	return 2
 }
 
@@ -206,6 +213,29 @@ func fakeGCS(urlFile, bucket string) int {
 	}
 	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
 		fmt.Fprintln(os.Stderr, "standin fakegcs:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return 0
+}
+
+// fakeS3 runs the SigV4-checking S3 of internal/s3test on loopback until the process is
+// killed.
+func fakeS3(urlFile, bucket, key, secret string) int {
+	srv, err := s3test.Start(s3test.Options{AccessKey: key, Secret: secret, Buckets: []string{bucket}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "standin fakes3:", err)
+		return 1
+	}
+	defer srv.Close()
+	if err := os.WriteFile(urlFile+".tmp", []byte(srv.URL), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "standin fakes3:", err)
+		return 1
+	}
+	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
+		fmt.Fprintln(os.Stderr, "standin fakes3:", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -50,6 +50,8 @@ Outputs (--output):
   base64   each output in the JSON with filename, node id, mime, size, sha256 and data
   file     each output written to --out-dir atomically; the JSON has its path
   gcs      each output uploaded to the bucket under <prefix>/<prompt id>/; the JSON has a URL
+  s3       each output uploaded to an S3-compatible bucket under <prefix>/<prompt id>/; the
+           JSON has a pre-signed URL (valid 7 days unless BUCKET_URL_TTL says otherwise)
 
 GCS settings: --gcs-bucket or GCS_BUCKET, --gcs-prefix or GCS_PREFIX, project
 GOOGLE_CLOUD_PROJECT or GCS_PROJECT, credentials GOOGLE_APPLICATION_CREDENTIALS (a service
@@ -57,6 +59,12 @@ account key also signs URLs), GCS_RETRIES (default 3) and GCS_RETRY_BASE_SLEEP (
 default 1) for retries with backoff, GCS_PUBLIC=1 for public URLs instead of V4 signed URLs
 valid GCS_SIGNED_URL_TTL seconds (default 3600), GCS_VALIDATE=1 to check the bucket before
 running anything, GCS_ENDPOINT for an emulator.
+
+S3 settings (worker-comfyui's names): BUCKET_ENDPOINT_URL (https://<bucket>.s3.<region>.amazonaws.com,
+or https://host/<bucket>), BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY; also BUCKET_NAME,
+BUCKET_REGION, BUCKET_SESSION_TOKEN, BUCKET_PATH_STYLE=1, BUCKET_PREFIX, BUCKET_URL_TTL (s),
+BUCKET_PUBLIC_BASE_URL, BUCKET_RETRIES and BUCKET_VALIDATE=0 (skip the probe object written
+before anything runs). See docs/runpod.md.
 
 Progress goes to stderr (a bar on a terminal); --verbose also streams ComfyUI's log there.`,
 		Example: `  runpod-comfy run-handler sdxl --workflow workflows/sdxl-txt2img.json
@@ -74,7 +82,7 @@ Progress goes to stderr (a bar on a terminal); --verbose also streams ComfyUI's 
 	f.StringVar(&o.Spec, "spec", "", "spec file (.json or .hcl) instead of a version id")
 	f.StringVar(&o.Workflow, "workflow", "", "workflow file in ComfyUI's API format (- for stdin)")
 	f.StringArrayVar(&o.Images, "image", nil, "input image NAME=FILE or NAME=URL; the workflow's references to NAME are rewritten (repeatable)")
-	f.StringVar(&o.Output, "output", "base64", "where outputs go: base64, file or gcs")
+	f.StringVar(&o.Output, "output", runner.SinkBase64, "where outputs go: "+runner.SinkNames(nil))
 	f.StringVar(&o.OutDir, "out-dir", "", "directory for --output file")
 	f.StringVar(&o.GCSBucket, "gcs-bucket", "", "bucket for --output gcs (default $GCS_BUCKET)")
 	f.StringVar(&o.GCSPrefix, "gcs-prefix", "", "object name prefix for --output gcs (default $GCS_PREFIX)")
@@ -173,35 +181,38 @@ func parseImages(flags []string) ([]runner.InputImage, error) {
 	return out, nil
 }
 
-// outputSink makes the sink of --output; GCS settings come from flags and the environment.
+// outputSink makes the sink of --output, looked up in runner's registry; bucket settings come
+// from flags and the environment.
 func outputSink(ctx context.Context, o *RunHandlerOptions) (runner.Sink, func(), error) {
 	none := func() {}
-	switch o.Output {
-	case "base64":
-		return runner.Base64Sink{}, none, nil
-	case "file":
-		if o.OutDir == "" {
-			return nil, none, usageError(errors.New("--output file needs --out-dir DIR"))
+	kind, err := runner.LookupSink(o.Output)
+	if err != nil {
+		return nil, none, usageError(fmt.Errorf("--output: %w", err))
+	}
+	cfg := runner.SinkConfig{Dir: o.OutDir}
+	switch kind.Name {
+	case runner.SinkGCS:
+		if cfg.GCS, err = gcsOptionsFromEnvironment(o.GCSBucket, o.GCSPrefix); err != nil {
+			return nil, none, usageError(err)
 		}
+	case runner.SinkS3:
+		if cfg.S3, err = s3OptionsFromEnvironment(); err != nil {
+			return nil, none, usageError(err)
+		}
+	}
+	if err := kind.Check(cfg); err != nil {
+		return nil, none, usageError(fmt.Errorf("--output %s: %w", kind.Name, err))
+	}
+	if kind.Local {
 		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 			return nil, none, fmt.Errorf("--out-dir: %w", err)
 		}
-		return runner.FileSink{Dir: o.OutDir}, none, nil
-	case "gcs":
-		gopts, err := gcsOptionsFromEnvironment(o.GCSBucket, o.GCSPrefix)
-		if err != nil {
-			return nil, none, usageError(err)
-		}
-		if gopts.Bucket == "" {
-			return nil, none, usageError(errors.New("--output gcs needs a bucket: --gcs-bucket or GCS_BUCKET"))
-		}
-		s, err := runner.NewGCSSink(ctx, gopts)
-		if err != nil {
-			return nil, none, err
-		}
-		return s, func() { s.Close() }, nil
 	}
-	return nil, none, usageError(fmt.Errorf("--output %q: use base64, file or gcs", o.Output))
+	s, err := kind.Open(ctx, cfg)
+	if err != nil {
+		return nil, none, err
+	}
+	return s, func() { runner.CloseSink(s) }, nil
 }
 
 // ensureBuilt returns the runtime root of the version named by arg (an id or a spec file),
