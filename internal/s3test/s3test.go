@@ -150,6 +150,20 @@ func (s *Server) Keys(bucket string) ([]string, error) {
 	return keys, nil
 }
 
+// RotateSecret makes the server accept only secret from now on, as when a key is rotated:
+// clients still signing with the old one are refused.
+func (s *Server) RotateSecret(secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Secret = secret
+}
+
+func (s *Server) secret() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Secret
+}
+
 // Stats returns how many requests passed authentication and the error codes of those refused.
 func (s *Server) Stats() (accepted int, refused []string) {
 	s.mu.Lock()
@@ -273,7 +287,7 @@ func (s *Server) verify(r *http.Request) error {
 		return refuse(http.StatusForbidden, "AccessDenied", "host, x-amz-date and x-amz-content-sha256 must be signed")
 	}
 	creq := canonicalRequest(r, signed, canonicalQuery(q, ""), payload)
-	key := signingKey(s.Secret, cred)
+	key := signingKey(s.secret(), cred)
 	want := hex.EncodeToString(hmacSHA256(key, stringToSign(amzDate, cred, creq)))
 	if !hmac.Equal([]byte(want), []byte(fields["Signature"])) {
 		return refuse(http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
@@ -331,7 +345,7 @@ func (s *Server) verifyPresigned(r *http.Request) error {
 		return refuse(http.StatusForbidden, "AccessDenied", "host must be signed")
 	}
 	creq := canonicalRequest(r, signed, canonicalQuery(q, "X-Amz-Signature"), unsignedPayload)
-	want := hex.EncodeToString(hmacSHA256(signingKey(s.Secret, cred), stringToSign(amzDate, cred, creq)))
+	want := hex.EncodeToString(hmacSHA256(signingKey(s.secret(), cred), stringToSign(amzDate, cred, creq)))
 	if !hmac.Equal([]byte(want), []byte(q.Get("X-Amz-Signature"))) {
 		return refuse(http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
 	}

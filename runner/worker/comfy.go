@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,13 +37,19 @@ type ComfyOptions struct {
 	// worker clears their input, output and temp dirs after each job, so it must be private
 	// to this worker (default: a directory under os.TempDir(), on the container disk).
 	StateBase string
-	// OutputMode is the default output mode (OUTPUT_MODE): base64 (default) or gcs.
+	// OutputMode is the default output mode (OUTPUT_MODE): base64 (default), gcs or s3, a
+	// name in runner's sink registry that returns or uploads.
 	OutputMode string
 	// GCS is the default GCS destination (GCS_BUCKET, GCS_PREFIX, credentials); a job's
 	// gcs_bucket and gcs_prefix override Bucket and Prefix.
 	GCS runner.GCSOptions
-	// ResponseLimit is the largest job-done body; larger base64 results go to GCS when a
-	// bucket is known, else fail. Default DefaultResponseLimit.
+	// S3 is the S3-compatible destination (BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID,
+	// BUCKET_SECRET_ACCESS_KEY ...); empty Endpoint means none. Objects go under
+	// <prefix>/<job id>/.
+	S3 runner.S3Options
+	// ResponseLimit is the largest job-done body; larger base64 results are uploaded to GCS
+	// when a bucket is known, else to S3 when configured, else fail. Default
+	// DefaultResponseLimit.
 	ResponseLimit int
 	// JobTimeout is the deadline of a job without timeout_s; 0 means none.
 	JobTimeout time.Duration
@@ -99,12 +104,11 @@ func NewComfyHandler(o ComfyOptions) (*ComfyHandler, error) {
 	if o.Root == "" || o.Store == nil {
 		return nil, errors.New("comfy handler: Root and Store are required")
 	}
-	switch o.OutputMode {
-	case "":
+	if o.OutputMode == "" {
 		o.OutputMode = OutputBase64
-	case OutputBase64, OutputGCS:
-	default:
-		return nil, fmt.Errorf("output mode %q is not base64 or gcs", o.OutputMode)
+	}
+	if _, err := outputKind(o.OutputMode); err != nil {
+		return nil, fmt.Errorf("output mode: %w", err)
 	}
 	if o.StateBase == "" {
 		o.StateBase = filepath.Join(os.TempDir(), "runpod-comfy-worker", "state")
@@ -328,9 +332,15 @@ func (h *ComfyHandler) Handle(ctx context.Context, job *Job, progress ProgressFu
 	if in.GCSPrefix != "" {
 		gcsOpts.Prefix = in.GCSPrefix
 	}
-	gcsOpts.Prefix = path.Join(gcsOpts.Prefix, job.ID)
-	if mode == OutputGCS && gcsOpts.Bucket == "" {
-		return fail("invalid input: output_mode is gcs but no bucket is set: give gcs_bucket, or set GCS_BUCKET on the worker", base), nil
+	sinks := runner.SinkConfig{GCS: gcsOpts, S3: h.o.S3}
+	sinks.S3.Validate = false // once at start (cmd), not per job
+	kind, err := outputKind(mode)
+	if err == nil {
+		err = kind.Check(sinks)
+	}
+	if err != nil {
+		// Before anything runs: a job whose outputs cannot be delivered is not started.
+		return fail(fmt.Sprintf("invalid input: output_mode %s: %v", mode, err), base), nil
 	}
 
 	// Deadline: timeout_s, else the worker's default.
@@ -396,9 +406,9 @@ func (h *ComfyHandler) Handle(ctx context.Context, job *Job, progress ProgressFu
 	}
 	base["prompt_id"] = res.PromptID
 
-	// Deliver: base64 unless gcs was asked for or the result would be too large.
+	// Deliver: as asked, and uploaded when base64 would be too large.
 	to := time.Now()
-	out, err := h.deliver(jctx, mode, gcsOpts, res.Outputs, base, warnings)
+	out, err := h.deliver(jctx, kind, sinks, job.ID, res.Outputs, warnings)
 	timings["outputs_ms"] = ms(time.Since(to))
 	if err != nil {
 		var te *tooLargeError
@@ -411,8 +421,9 @@ func (h *ComfyHandler) Handle(ctx context.Context, job *Job, progress ProgressFu
 		}
 		return fail("delivering outputs: "+err.Error(), base), nil
 	}
+	out.VersionID, out.PromptID = version, res.PromptID
 	timings["total_ms"] = ms(time.Since(t0))
-	out["timings"] = timings
+	out.Timings = timings
 	return Result{Output: out}, nil
 }
 
@@ -548,11 +559,44 @@ type OutputFile struct {
 }
 
 // CompatImage is one entry of worker-comfyui's "images" list: type "base64" with the data,
-// or "s3_url" with a URL in data (a GCS URL here; the name is kept for old clients).
+// or "s3_url" with a URL in data (an S3 pre-signed URL, or a GCS URL: the type is kept for
+// worker-comfyui's clients).
 type CompatImage struct {
 	Filename string `json:"filename"`
 	Type     string `json:"type"`
 	Data     string `json:"data"`
+}
+
+// JobOutput is a successful job's output: "outputs" (everything), worker-comfyui's "images"
+// (saved images and videos, not temp previews), the sink used, and what ran.
+type JobOutput struct {
+	Outputs    []OutputFile  `json:"outputs"`
+	Images     []CompatImage `json:"images"`
+	OutputMode string        `json:"output_mode"`
+	VersionID  string        `json:"version_id"`
+	PromptID   string        `json:"prompt_id"`
+	// Status is "success_no_images" when no image or video was saved, as worker-comfyui.
+	Status string `json:"status,omitempty"`
+	// Errors are warnings (unused input fields, an upload instead of base64).
+	Errors  []string         `json:"errors,omitempty"`
+	Timings map[string]int64 `json:"timings"`
+}
+
+// outputKind looks a worker output mode up in runner's sink registry: one that returns the
+// content or uploads it (not file: the worker's disk goes with it).
+func outputKind(mode string) (runner.SinkKind, error) {
+	kind, err := runner.LookupSink(mode)
+	if err == nil && kind.Local {
+		err = fmt.Errorf("%q writes on the worker's own disk, which nobody can read after the job", mode)
+	}
+	if err != nil {
+		return kind, fmt.Errorf("%w; the worker takes %s", err, workerSinkNames())
+	}
+	return kind, nil
+}
+
+func workerSinkNames() string {
+	return runner.SinkNames(func(k runner.SinkKind) bool { return !k.Local })
 }
 
 // tooLargeError is a base64 result over the response limit with no bucket to upload to.
@@ -562,21 +606,25 @@ type tooLargeError struct {
 }
 
 func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("the result is too large to return: %d bytes (%.1f MB) with the outputs as base64, over the response limit of %d bytes (%.1f MB); set output_mode to gcs with gcs_bucket (or GCS_BUCKET on the worker) to get URLs instead",
+	return fmt.Sprintf("the result is too large to return: %d bytes (%.1f MB) with the outputs as base64, over the response limit of %d bytes (%.1f MB); set output_mode to gcs with gcs_bucket (or GCS_BUCKET on the worker), or configure S3 on the worker (BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY), to get URLs instead",
 		e.size, float64(e.size)/(1<<20), e.limit, float64(e.limit)/(1<<20))
 }
 
-// deliver builds the job output in mode, switching from base64 to GCS when the body would
-// exceed the response limit and a bucket is known.
-func (h *ComfyHandler) deliver(ctx context.Context, mode string, gcsOpts runner.GCSOptions, outs []*runner.Output, base map[string]any, warnings []string) (map[string]any, error) {
-	if mode == OutputBase64 {
-		// Put, not Deliver: the bytes stay for a GCS upload when the body is too large.
+// deliver hands the outputs to kind's sink. A returned (base64) result whose body would exceed
+// the response limit is uploaded instead, to the first uploading sink that cfg configures.
+func (h *ComfyHandler) deliver(ctx context.Context, kind runner.SinkKind, cfg runner.SinkConfig, jobID string, outs []*runner.Output, warnings []string) (*JobOutput, error) {
+	if kind.Returned {
+		sink, err := kind.Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		// Put, not Deliver: the bytes stay for an upload when the body is too large.
 		for _, o := range outs {
-			if err := (runner.Base64Sink{}).Put(ctx, o); err != nil {
+			if err := sink.Put(ctx, o); err != nil {
 				return nil, err
 			}
 		}
-		out := buildOutput(outs, base, warnings, OutputBase64)
+		out := buildOutput(outs, warnings, kind.Name)
 		body, err := marshalBody(map[string]any{"output": out})
 		if err != nil {
 			return nil, err
@@ -584,28 +632,40 @@ func (h *ComfyHandler) deliver(ctx context.Context, mode string, gcsOpts runner.
 		if len(body) <= h.o.ResponseLimit {
 			return out, nil
 		}
-		if gcsOpts.Bucket == "" {
+		up, ok := fallbackSink(cfg)
+		if !ok {
 			meta := outputFiles(outs)
 			for i := range meta {
 				meta[i].Data = ""
 			}
 			return nil, &tooLargeError{size: len(body), limit: h.o.ResponseLimit, outputs: meta}
 		}
-		h.log.Info("result over the response limit; uploading outputs to GCS", "bytes", len(body), "limit", h.o.ResponseLimit, "bucket", gcsOpts.Bucket)
-		warnings = append(warnings, fmt.Sprintf("outputs were %d bytes as base64, over the response limit of %d: uploaded to GCS instead", len(body), h.o.ResponseLimit))
+		h.log.Info("result over the response limit; uploading the outputs", "bytes", len(body), "limit", h.o.ResponseLimit, "to", up.Name)
+		warnings = append(warnings, fmt.Sprintf("outputs were %d bytes as base64, over the response limit of %d: uploaded to %s instead", len(body), h.o.ResponseLimit, strings.ToUpper(up.Name)))
 		for _, o := range outs {
 			o.Data = ""
 		}
+		kind = up
 	}
-	sink, err := runner.NewGCSSink(ctx, gcsOpts)
+	sink, err := kind.Open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer sink.Close()
-	if err := runner.Deliver(ctx, outs, sink); err != nil {
+	defer runner.CloseSink(sink)
+	if err := runner.Deliver(ctx, outs, runner.ForJob(sink, jobID)); err != nil {
 		return nil, err
 	}
-	return buildOutput(outs, base, warnings, OutputGCS), nil
+	return buildOutput(outs, warnings, kind.Name), nil
+}
+
+// fallbackSink is the first uploading sink, in registry order, that cfg configures.
+func fallbackSink(cfg runner.SinkConfig) (runner.SinkKind, bool) {
+	for _, k := range runner.SinkKinds() {
+		if k.Upload && k.Check(cfg) == nil {
+			return k, true
+		}
+	}
+	return runner.SinkKind{}, false
 }
 
 func outputFiles(outs []*runner.Output) []OutputFile {
@@ -619,13 +679,12 @@ func outputFiles(outs []*runner.Output) []OutputFile {
 	return files
 }
 
-// buildOutput is a successful job's output: "outputs" (everything), worker-comfyui's "images"
-// (saved images and videos, not temp previews), and base (version_id, prompt_id).
-func buildOutput(outs []*runner.Output, base map[string]any, warnings []string, mode string) map[string]any {
+// buildOutput is a successful job's output without what ran (version, prompt, timings).
+func buildOutput(outs []*runner.Output, warnings []string, mode string) *JobOutput {
 	files := outputFiles(outs)
 	images := []CompatImage{}
 	for _, f := range files {
-		if f.Type != "output" || (f.Kind != "image" && f.Kind != "video") {
+		if f.Type != "output" || (f.Kind != runner.KindImage && f.Kind != runner.KindVideo) {
 			continue
 		}
 		switch {
@@ -635,15 +694,9 @@ func buildOutput(outs []*runner.Output, base map[string]any, warnings []string, 
 			images = append(images, CompatImage{Filename: f.Filename, Type: "base64", Data: f.Data})
 		}
 	}
-	out := map[string]any{"outputs": files, "images": images, "output_mode": mode}
-	for k, v := range base {
-		out[k] = v
-	}
+	out := &JobOutput{Outputs: files, Images: images, OutputMode: mode, Errors: warnings}
 	if len(images) == 0 {
-		out["status"] = "success_no_images"
-	}
-	if len(warnings) > 0 {
-		out["errors"] = warnings
+		out.Status = "success_no_images"
 	}
 	return out
 }

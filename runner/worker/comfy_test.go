@@ -60,7 +60,7 @@ type comfyEnv struct {
 	gcs   *fakestorage.Server
 }
 
-func newComfyEnv(t *testing.T, limit int) *comfyEnv {
+func newComfyEnv(t *testing.T, limit int, edit ...func(*ComfyOptions)) *comfyEnv {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
 	st, err := store.Open(root)
@@ -74,7 +74,7 @@ func newComfyEnv(t *testing.T, limit int) *comfyEnv {
 	}
 	t.Cleanup(e.gcs.Stop)
 	e.gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "outs"})
-	e.h, err = NewComfyHandler(ComfyOptions{
+	o := ComfyOptions{
 		Root:           root,
 		Store:          st,
 		DefaultVersion: "v1",
@@ -92,7 +92,11 @@ func newComfyEnv(t *testing.T, limit int) *comfyEnv {
 			return err
 		},
 		StopTimeout: 5 * time.Second,
-	})
+	}
+	for _, f := range edit {
+		f(&o)
+	}
+	e.h, err = NewComfyHandler(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +237,14 @@ func TestComfyWorker(t *testing.T) {
 	checkGCS(t, e, out, "runs/big-gcs/")
 	out = outputOf(t, e.run("gcs", map[string]any{"workflow": saveWorkflow(0, 1), "output_mode": "gcs", "gcs_bucket": "outs"}))
 	checkGCS(t, e, out, "gcs/")
+	// output_mode s3 on a worker without S3 settings fails before anything runs.
+	body = e.run("s3-none", map[string]any{"workflow": saveWorkflow(0, 1), "output_mode": "s3"})
+	if msg, _ := body["error"].(string); !strings.Contains(msg, "invalid input: output_mode s3: s3 output needs an S3 endpoint (BUCKET_ENDPOINT_URL") {
+		t.Errorf("s3-none: %s", truncate(mustJSON(body), 800))
+	}
+	if det, _ := body["output"].(map[string]any); det["prompt_id"] != nil {
+		t.Errorf("s3-none: the workflow was queued (prompt %v)", det["prompt_id"])
+	}
 
 	// 9. A version that is not built and cannot be (the build hook fails), one that the
 	// build hook (--build-missing) builds inside the job, and workflow_url with input_images

@@ -11,12 +11,15 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/runner"
 )
 
-// Output modes of a job.
+// Output modes of a job: the worker's names for runner's sinks.
 const (
-	OutputBase64 = "base64"
-	OutputGCS    = "gcs"
+	OutputBase64 = runner.SinkBase64
+	OutputGCS    = runner.SinkGCS
+	OutputS3     = runner.SinkS3
 )
 
 // Input is a job's input for the ComfyUI handler: runpod-comfy's own fields and
@@ -34,7 +37,8 @@ type Input struct {
 	Images []InputImage `json:"images,omitempty"`
 	// InputImages maps an input image name to its URL (or base64, or data URI).
 	InputImages map[string]string `json:"input_images,omitempty"`
-	// OutputMode is base64 or gcs; empty means the worker's default (OUTPUT_MODE).
+	// OutputMode is base64, gcs or s3; empty means the worker's default (OUTPUT_MODE, else s3
+	// when the worker has BUCKET_ENDPOINT_URL, else base64).
 	OutputMode string `json:"output_mode,omitempty"`
 	// GCSBucket and GCSPrefix override the worker's GCS bucket and object prefix.
 	GCSBucket string `json:"gcs_bucket,omitempty"`
@@ -127,10 +131,10 @@ func ParseInput(raw json.RawMessage) (*Input, []string, error) {
 			return nil, nil, &InputError{Field: "timeout_s", Err: errors.New("must be a number of seconds >= 0")}
 		}
 	}
-	switch in.OutputMode {
-	case "", OutputBase64, OutputGCS:
-	default:
-		return nil, nil, &InputError{Field: "output_mode", Err: fmt.Errorf("%q is not base64 or gcs", in.OutputMode)}
+	if in.OutputMode != "" {
+		if _, err := outputKind(in.OutputMode); err != nil {
+			return nil, nil, &InputError{Field: "output_mode", Err: err}
+		}
 	}
 	if v, ok := fields["workflow"]; ok && string(v) != "null" {
 		wf, err := decodeWorkflow(v)

@@ -54,7 +54,8 @@ func TestParseInput(t *testing.T) {
 		{`{"workflow": ` + wf + `, "images": [{"name": "../x.png", "image": "AAAA"}]}`, `image name "../x.png" must be a plain file name`},
 		{`{"workflow": ` + wf + `, "input_images": ["x"]}`, "input_images: must be an object {name: url}"},
 		{`{"workflow": ` + wf + `, "timeout_s": -1}`, "timeout_s: must be a number of seconds >= 0"},
-		{`{"workflow": ` + wf + `, "output_mode": "s3"}`, `output_mode: "s3" is not base64 or gcs`},
+		{`{"workflow": ` + wf + `, "output_mode": "ftp"}`, `output_mode: "ftp" is not an output: use base64, file, gcs or s3; the worker takes base64, gcs or s3`},
+		{`{"workflow": ` + wf + `, "output_mode": "file"}`, `output_mode: "file" writes on the worker's own disk, which nobody can read after the job; the worker takes base64, gcs or s3`},
 		{`{"workflow": ` + wf + `, "version_id": 7}`, "version_id: must be a string"},
 	}
 	for _, c := range bad {
