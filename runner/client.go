@@ -34,6 +34,9 @@ type Client struct {
 	PollInterval time.Duration
 	// MaxPollFailures is how many failed polls in a row end a job; default 40.
 	MaxPollFailures int
+	// Trace, when set, receives every WebSocket frame as it arrives (a binary frame as its
+	// first bytes); it must not block.
+	Trace func(binary bool, frame []byte)
 }
 
 // NewClient returns a client for the ComfyUI at baseURL.
@@ -204,7 +207,7 @@ func (c *Client) Run(ctx context.Context, workflow json.RawMessage, opts RunOpti
 			wsGone <- err
 		} else {
 			conn.SetReadDeadline(time.Time{})
-			go readEvents(conn, events, wsGone, stop) // ends when conn is closed (deferred above)
+			go readEvents(conn, events, wsGone, stop, c.Trace) // ends when conn is closed (deferred above)
 		}
 	}
 
@@ -454,12 +457,15 @@ func (c *Client) dial(ctx context.Context, clientID string) (*websocket.Conn, er
 
 // readEvents reads text frames until the connection fails or stop is closed. Binary frames
 // (previews) and messages that do not parse are skipped.
-func readEvents(conn *websocket.Conn, events chan<- wsMessage, gone chan<- error, stop <-chan struct{}) {
+func readEvents(conn *websocket.Conn, events chan<- wsMessage, gone chan<- error, stop <-chan struct{}, trace func(bool, []byte)) {
 	for {
 		mt, data, err := conn.ReadMessage()
 		if err != nil {
 			gone <- err
 			return
+		}
+		if trace != nil {
+			trace(mt != websocket.TextMessage, data)
 		}
 		if mt != websocket.TextMessage {
 			continue

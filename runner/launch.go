@@ -85,6 +85,9 @@ func commandLine(root string, m *specs.Manifest, dirs StateDirs, env map[string]
 		}
 		args = append(args, "--extra-model-paths-config", yaml)
 	}
+	if opts.LogLevel != "" {
+		add("--verbose", opts.LogLevel)
+	}
 	args = append(args, opts.ExtraArgs...)
 	return append(argv, args...), nil
 }

@@ -63,6 +63,9 @@ type StartOptions struct {
 	BaseEnv []string
 	// ExtraArgs are appended to ComfyUI's command line.
 	ExtraArgs []string
+	// LogLevel, when set, is ComfyUI's --verbose level (DEBUG, INFO, WARNING, ERROR or
+	// CRITICAL; worker-comfyui's COMFY_LOG_LEVEL). A ComfyUI without --verbose ignores it.
+	LogLevel string
 	// ModelsDir is an optional extra models directory: each folder below it (checkpoints,
 	// loras, ...) is added to ComfyUI's search paths through a generated yaml.
 	ModelsDir string

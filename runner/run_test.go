@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -416,4 +417,45 @@ NODE_CLASS_MAPPINGS = {"Hello": Hello}
 	if !equal(files, []string{"extra.safetensors", "tiny.safetensors"}) {
 		t.Errorf("checkpoints %v", files)
 	}
+}
+
+// TestLogLevelAndTrace starts ComfyUI with LogLevel (--verbose DEBUG: the stand-in then logs
+// each HTTP request, as ComfyUI logs more) and traces the job's WebSocket frames.
+func TestLogLevelAndTrace(t *testing.T) {
+	root, state := testRoot(t, standin.RootOptions{})
+	log := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := Start(ctx, StartOptions{RuntimeRoot: root, StateDir: state, Log: log, LogLevel: "DEBUG", ReadyTimeout: 30 * time.Second, StopTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("start: %v\nlog:\n%s", err, log)
+	}
+	defer p.Stop(context.Background())
+	c := p.Client()
+	var mu sync.Mutex
+	var frames []string
+	c.Trace = func(binary bool, frame []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		frames = append(frames, string(frame))
+	}
+	if _, err := c.Run(context.Background(), readWorkflow(t, "standin-sleep.json"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	all := strings.Join(frames, "\n")
+	mu.Unlock()
+	if !strings.Contains(all, `"type": "executing"`) && !strings.Contains(all, `"type":"executing"`) {
+		t.Errorf("traced frames lack executing events:\n%s", truncateString(all, 2000))
+	}
+	if !strings.Contains(log.String(), "http: ") || !strings.Contains(log.String(), "/prompt") {
+		t.Errorf("ComfyUI did not log at DEBUG (--verbose DEBUG):\n%s", truncateString(log.String(), 2000))
+	}
+}
+
+func truncateString(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

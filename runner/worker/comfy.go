@@ -67,6 +67,19 @@ type ComfyOptions struct {
 	ComfyLog io.Writer
 	// LogTailLines is the number of ComfyUI log lines put into a crash error; default 40.
 	LogTailLines int
+	// RefreshWorker asks RunPod to replace the worker after every job, so each job starts on
+	// a clean machine (worker-comfyui's REFRESH_WORKER).
+	RefreshWorker bool
+	// LogLevel is ComfyUI's --verbose level (worker-comfyui's COMFY_LOG_LEVEL); empty leaves
+	// ComfyUI's default (INFO).
+	LogLevel string
+	// UnreachableTimeout is how long ComfyUI may stop answering during a job (its WebSocket
+	// gone and /history failing) before the job fails; default 10 s. worker-comfyui's
+	// WEBSOCKET_RECONNECT_ATTEMPTS x WEBSOCKET_RECONNECT_DELAY_S set it.
+	UnreachableTimeout time.Duration
+	// TraceWebSocket logs every WebSocket frame from ComfyUI (worker-comfyui's
+	// WEBSOCKET_TRACE).
+	TraceWebSocket bool
 	// HTTPClient fetches workflow_url and image URLs; default http.DefaultClient.
 	HTTPClient *http.Client
 	// Logger receives the handler's log lines; default slog.Default().
@@ -245,6 +258,7 @@ func (h *ComfyHandler) ensure(ctx context.Context, version string) (*runner.Proc
 		ModelsDir:    h.o.ModelsDir,
 		Log:          h.o.ComfyLog,
 		ReadyTimeout: h.o.ReadyTimeout,
+		LogLevel:     h.o.LogLevel,
 		StopTimeout:  h.o.StopTimeout,
 	})
 	if err != nil {
@@ -293,7 +307,42 @@ func crashed(proc *runner.Process, wait time.Duration) bool {
 
 // Handle runs one job: parse the input, make ComfyUI ready for its version, run the workflow,
 // deliver every output as base64 or GCS URLs, and clean the state dirs.
+// With RefreshWorker every result asks for the worker's replacement.
 func (h *ComfyHandler) Handle(ctx context.Context, job *Job, progress ProgressFunc) (Result, error) {
+	res, err := h.handle(ctx, job, progress)
+	if h.o.RefreshWorker {
+		res.StopPod = true
+	}
+	return res, err
+}
+
+// client returns a client for proc tuned by the options.
+func (h *ComfyHandler) client(proc *runner.Process, jobID string) *runner.Client {
+	c := proc.Client()
+	if h.o.UnreachableTimeout > 0 {
+		c.MaxPollFailures = max(1, int((h.o.UnreachableTimeout+c.PollInterval-1)/c.PollInterval))
+	}
+	if h.o.TraceWebSocket {
+		log := h.log.With("job_id", jobID)
+		c.Trace = func(binary bool, frame []byte) {
+			if binary {
+				log.Info("websocket frame", "binary_bytes", len(frame))
+				return
+			}
+			log.Info("websocket frame", "text", truncateText(string(frame), 2048))
+		}
+	}
+	return c
+}
+
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("... (%d bytes)", len(s))
+}
+
+func (h *ComfyHandler) handle(ctx context.Context, job *Job, progress ProgressFunc) (Result, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t0 := time.Now()
@@ -389,7 +438,7 @@ func (h *ComfyHandler) Handle(ctx context.Context, job *Job, progress ProgressFu
 	}
 
 	tr := time.Now()
-	res, err := proc.Client().Run(jctx, workflow, runner.RunOptions{
+	res, err := h.client(proc, job.ID).Run(jctx, workflow, runner.RunOptions{
 		Images:    images,
 		ExtraData: extra,
 		Exited:    proc.Exited(),

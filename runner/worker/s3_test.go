@@ -11,9 +11,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/s3test"
 	"github.com/runpod-comfy/runpod-comfy/runner"
+	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
 // wcResponse is what a worker-comfyui client reads from a job's output: the images list with
@@ -115,4 +117,32 @@ func TestComfyWorkerS3(t *testing.T) {
 		}
 	}
 	e.q.checkRequests(t)
+}
+
+// TestComfyHandlerWorkerComfyUISettings: REFRESH_WORKER makes every result ask for the
+// worker's replacement (also a failed one); WEBSOCKET_RECONNECT_* become how long ComfyUI may
+// stop answering.
+func TestComfyHandlerWorkerComfyUISettings(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, refresh := range []bool{false, true} {
+		h, err := NewComfyHandler(ComfyOptions{Root: t.TempDir(), Store: st, RefreshWorker: refresh, UnreachableTimeout: 15 * time.Second, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := h.Handle(context.Background(), &Job{ID: "j", Input: json.RawMessage(`{"version_id": "v1"}`)}, func(any) {})
+		if err != nil || !strings.Contains(res.Error, "workflow: missing") {
+			t.Fatalf("Handle: %+v, %v", res, err)
+		}
+		if res.StopPod != refresh {
+			t.Errorf("RefreshWorker=%v: StopPod=%v", refresh, res.StopPod)
+		}
+		c := h.client(&runner.Process{}, "j")
+		if want := int(15 * time.Second / c.PollInterval); c.MaxPollFailures != want {
+			t.Errorf("MaxPollFailures %d, want %d (15 s at %s)", c.MaxPollFailures, want, c.PollInterval)
+		}
+		h.Close(context.Background())
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
+	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/runner/worker"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -51,9 +52,20 @@ picks the version; a job for another version built on the volume switches to it.
 is not built fails the job, unless --build-missing builds it inside the job.
 
 Input: worker-comfyui's {"workflow", "images": [{name, image}], "comfy_org_api_key"} works
-unchanged, plus version_id, workflow_url, input_images {name: url}, output_mode (base64|gcs),
-gcs_bucket, gcs_prefix and timeout_s. Output: "outputs" (every file and text with node id,
-mime, size, sha256 and data or url), worker-comfyui's "images", version_id, prompt_id, timings.
+unchanged, plus version_id, workflow_url, input_images {name: url}, output_mode
+(base64|gcs|s3), gcs_bucket, gcs_prefix and timeout_s. Output: "outputs" (every file and text
+with node id, mime, size, sha256 and data or url), worker-comfyui's "images" (type base64, or
+s3_url with the URL in data), version_id, prompt_id, timings.
+
+S3 (as worker-comfyui): with BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and
+BUCKET_SECRET_ACCESS_KEY every output is uploaded (default output mode s3) and returned as a
+pre-signed URL; the key pair is checked with a probe object before the worker takes a job.
+
+worker-comfyui's settings: REFRESH_WORKER=true (a fresh worker after every job),
+COMFY_LOG_LEVEL (ComfyUI's --verbose), WEBSOCKET_RECONNECT_ATTEMPTS x
+WEBSOCKET_RECONNECT_DELAY_S (how long ComfyUI may stop answering in a job), WEBSOCKET_TRACE=true
+(log every frame); SERVE_API_LOCALLY is refused for --api-port. Models in
+/runpod-volume/models: RUNPOD_COMFY_MODELS_DIR=/runpod-volume/models (or --models-dir).
 
 Modes:
   RUNPOD_WEBHOOK_GET_JOB set     the queue worker (on RunPod)
@@ -63,7 +75,7 @@ Modes:
 
 Environment: RUNPOD_WEBHOOK_GET_JOB, RUNPOD_WEBHOOK_POST_OUTPUT, RUNPOD_WEBHOOK_PING,
 RUNPOD_PING_INTERVAL (ms), RUNPOD_AI_API_KEY, RUNPOD_POD_ID, RUNPOD_POD_HOSTNAME,
-RUNPOD_INIT_TIMEOUT (s), COMFY_VERSION_NAME, OUTPUT_MODE, GCS_BUCKET, GCS_PREFIX, GCS_PROJECT
+RUNPOD_INIT_TIMEOUT (s), COMFY_VERSION_NAME, OUTPUT_MODE, BUCKET_* (see run-handler --help), GCS_BUCKET, GCS_PREFIX, GCS_PROJECT
 (or GOOGLE_CLOUD_PROJECT), GCS_CREDENTIALS_FILE (or GOOGLE_APPLICATION_CREDENTIALS),
 GCS_CREDENTIALS_JSON, GCS_PUBLIC, GCS_PUBLIC_BASE_URL, GCS_SIGNED_URL_TTL, GCS_RETRIES,
 GCS_RETRY_BASE_SLEEP, GCS_VALIDATE, GCS_ENDPOINT, COMFY_ORG_API_KEY; for --build-missing also
@@ -86,13 +98,17 @@ func newServeCmd(g *Globals) *cobra.Command {
 	f.StringVar(&o.TestInput, "test-input", "", "run the one job in FILE ({\"input\": ...}), print the result and exit (1 if it failed)")
 	f.IntVar(&o.APIPort, "api-port", 0, "serve a local test API on this port instead of the RunPod queue")
 	f.StringVar(&o.APIHost, "api-host", "127.0.0.1", "address of the local test API")
-	f.StringVar(&o.OutputMode, "output-mode", serveEnv("OUTPUT_MODE", worker.OutputBase64), "default output mode: base64 or gcs (default $OUTPUT_MODE, else base64)")
+	defMode := worker.OutputBase64
+	if os.Getenv("BUCKET_ENDPOINT_URL") != "" {
+		defMode = worker.OutputS3 // as worker-comfyui: S3 configured means every output goes there
+	}
+	f.StringVar(&o.OutputMode, "output-mode", serveEnv("OUTPUT_MODE", defMode), "default output mode: base64, gcs or s3 (default $OUTPUT_MODE, else s3 with $BUCKET_ENDPOINT_URL, else base64)")
 	f.StringVar(&o.GCSBucket, "gcs-bucket", os.Getenv("GCS_BUCKET"), "default GCS bucket for gcs output and oversized results (default $GCS_BUCKET)")
 	f.StringVar(&o.GCSPrefix, "gcs-prefix", os.Getenv("GCS_PREFIX"), "object name prefix in the bucket; the job id is appended (default $GCS_PREFIX)")
 	f.IntVar(&o.ResponseLimit, "response-limit", worker.DefaultResponseLimit, "largest result body in bytes; larger base64 results go to GCS or fail")
 	f.DurationVar(&o.JobTimeout, "job-timeout", 30*time.Minute, "deadline of a job without timeout_s; ComfyUI is interrupted after it (0: none)")
 	f.StringVar(&o.StateDir, "state-dir", filepath.Join(os.TempDir(), "runpod-comfy-worker", "state"), "parent of ComfyUI's per-version state dirs; private to this worker (cleared after each job)")
-	f.StringVar(&o.ModelsDir, "models-dir", "", "extra models directory whose folders (checkpoints, loras, ...) ComfyUI also searches")
+	f.StringVar(&o.ModelsDir, "models-dir", os.Getenv("RUNPOD_COMFY_MODELS_DIR"), "extra models directory whose folders (checkpoints, loras, ...) ComfyUI also searches, e.g. worker-comfyui's /runpod-volume/models (default $RUNPOD_COMFY_MODELS_DIR)")
 	f.StringArrayVar(&o.ComfyArgs, "comfy-arg", nil, "extra argument for ComfyUI's command line (repeatable), e.g. --comfy-arg=--cpu")
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", serveEnvSeconds("RUNPOD_INIT_TIMEOUT", 7*time.Minute), "how long ComfyUI may take to start (default $RUNPOD_INIT_TIMEOUT s, else 7m)")
 	f.DurationVar(&o.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long the job in hand may still run before it is failed")
@@ -131,11 +147,6 @@ func checkServeEnvSeconds(name string) error {
 }
 
 func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr io.Writer) error {
-	switch o.OutputMode {
-	case worker.OutputBase64, worker.OutputGCS:
-	default:
-		return usageError(fmt.Errorf("--output-mode %q: use base64 or gcs", o.OutputMode))
-	}
 	if o.APIPort < 0 || o.APIPort > 65535 {
 		return usageError(fmt.Errorf("--api-port %d: not a port", o.APIPort))
 	}
@@ -144,6 +155,17 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	}
 	if err := checkServeEnvSeconds("RUNPOD_INIT_TIMEOUT"); err != nil {
 		return usageError(err)
+	}
+	wc, err := readWorkerComfyUISettings(o.APIPort != 0)
+	if err != nil {
+		return usageError(err)
+	}
+	s3, err := s3OptionsFromEnvironment()
+	if err != nil {
+		return usageError(err)
+	}
+	if o.OutputMode == worker.OutputS3 && s3.Endpoint == "" {
+		return usageError(errors.New("output mode s3 needs BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY"))
 	}
 	level := slog.LevelInfo
 	if g.Verbose {
@@ -184,6 +206,19 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 		}
 	}
 
+	// Unusable S3 credentials stop the worker before it takes a job (a probe object).
+	if s3.Endpoint != "" && s3.Validate {
+		if _, err := runner.NewS3Sink(ctx, s3); err != nil {
+			return fmt.Errorf("S3 output (BUCKET_ENDPOINT_URL): %w", err)
+		}
+		log.Info("S3 output ready", "endpoint", s3.Endpoint)
+	}
+	if o.ModelsDir == "" {
+		if fi, err := os.Stat(filepath.Join(g.Root, "models")); err == nil && fi.IsDir() {
+			log.Warn("ROOT/models exists (worker-comfyui's layout) but ComfyUI does not search it: set RUNPOD_COMFY_MODELS_DIR (or --models-dir) to it", "dir", filepath.Join(g.Root, "models"))
+		}
+	}
+
 	st, err := store.Open(g.Root)
 	if err != nil {
 		return fmt.Errorf("opening the store at %s: %w", g.Root, err)
@@ -199,6 +234,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 		StateBase:      o.StateDir,
 		OutputMode:     o.OutputMode,
 		GCS:            gcs,
+		S3:             s3,
 		ResponseLimit:  o.ResponseLimit,
 		JobTimeout:     o.JobTimeout,
 		ComfyOrgAPIKey: os.Getenv("COMFY_ORG_API_KEY"),
@@ -207,6 +243,11 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 		ReadyTimeout:   o.ReadyTimeout,
 		Logger:         log,
 		BaseEnv:        comfyEnviron(),
+
+		RefreshWorker:      wc.RefreshWorker,
+		LogLevel:           wc.LogLevel,
+		UnreachableTimeout: wc.Unreachable,
+		TraceWebSocket:     wc.TraceWebSocket,
 	}
 	if !o.Quiet {
 		copts.ComfyLog = stderr
