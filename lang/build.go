@@ -53,7 +53,7 @@ func buildComfy(doc *rawDoc, s *specs.Spec, d *diags) {
 			}
 			c.Repo = v
 		}
-	} else {
+	} else if !b.present("repo") {
 		c.Repo = DefaultComfyRepo
 		d.warnf(b.def, b.path+".repo", "is not set: assumed the upstream ComfyUI repository %s", DefaultComfyRepo)
 	}
@@ -328,6 +328,17 @@ func buildModels(doc *rawDoc, s *specs.Spec, d *diags) {
 			d.errorf(b.def, b.path, "targets models/%s, as %s (%s) does: two models cannot share one target", target, f.path, f.pos)
 			continue
 		}
+		clash := ""
+		for other := range seen {
+			if specs.TargetsConflict(other, target) && (clash == "" || other < clash) {
+				clash = other
+			}
+		}
+		if clash != "" {
+			f := seen[clash]
+			d.errorf(b.def, b.path, "targets models/%s, and %s (%s) targets models/%s: one would have to be a directory holding the other; move one of them", target, f.path, f.pos, clash)
+			continue
+		}
 		seen[target] = first{b.path, posOf(b.def)}
 		s.Models = append(s.Models, m)
 	}
@@ -349,8 +360,8 @@ func buildPython(doc *rawDoc, s *specs.Spec, d *diags) {
 	p := &specs.Python{Pos: posOf(b.def)}
 	if a := b.get("version"); a != nil {
 		if v, ok := stringVal(a, d); ok {
-			if !regexp.MustCompile(`^[0-9]+(\.[0-9]+){0,2}$`).MatchString(v) {
-				d.errorf(a.rng, a.path, "%q is not a Python version such as \"3.11\"", v)
+			if err := specs.CheckPythonVersion(v); err != nil {
+				d.errorf(a.rng, a.path, "%v", err)
 			}
 			p.Version = v
 		}

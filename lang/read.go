@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 // rawAttr is one attribute as written in one file: evaluated, but not yet checked against the
@@ -241,6 +243,10 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 			doc.nodes = append(doc.nodes, r.block(b, "custom_node", fmt.Sprintf("custom_nodes[%d]", nodeIndex), nodeAttrs))
 			nodeIndex++
 		case "custom_node":
+			if err := specs.CheckText(b.Labels[0]); err != nil {
+				d.errorf(b.LabelRanges[0], "custom_node", "label %q %v", b.Labels[0], err)
+				continue
+			}
 			rb := r.block(b, "custom_node", fmt.Sprintf("custom_node %q", b.Labels[0]), nodeAttrs[1:])
 			rb.label, rb.labelRng = b.Labels[0], b.LabelRanges[0]
 			doc.nodes = append(doc.nodes, rb)
@@ -255,6 +261,10 @@ func readFile(parser *hclparse.Parser, path string, src []byte, vars map[string]
 			doc.models = append(doc.models, r.block(b, "model", fmt.Sprintf("models[%d]", modelIndex), modelAttrs))
 			modelIndex++
 		case "model":
+			if err := specs.CheckText(b.Labels[0]); err != nil {
+				d.errorf(b.LabelRanges[0], "model", "label %q %v", b.Labels[0], err)
+				continue
+			}
 			rb := r.block(b, "model", fmt.Sprintf("model %q", b.Labels[0]), modelAttrs)
 			rb.label, rb.labelRng = b.Labels[0], b.LabelRanges[0]
 			doc.models = append(doc.models, rb)
@@ -297,6 +307,14 @@ func (r reader) attr(a *hcl.Attribute, path string) *rawAttr {
 	v, ok := evalLimited(a, r.ctx, r.bud, r.d, path)
 	if !ok {
 		return nil
+	}
+	if path != "env" && v.IsWhollyKnown() {
+		// Every field but env values is a name, path, URL, version or similar: no control
+		// characters (env values are checked on their own: no NUL).
+		if msg := controlProblem(v); msg != "" {
+			r.d.errorf(a.Range, path, "%s", msg)
+			return nil
+		}
 	}
 	if v.IsNull() {
 		if r.ctx == nil {
@@ -356,6 +374,10 @@ func (r reader) env(doc *rawDoc, a *hcl.Attribute) {
 		if !ok {
 			rng = a.Range
 		}
+		if v.IsKnown() && !v.IsNull() && v.Type() == cty.String && strings.ContainsRune(v.AsString(), 0) {
+			r.d.errorf(rng, "env."+key, "holds a NUL character, which no environment variable can")
+			continue
+		}
 		doc.env[key] = &envEntry{val: v, rng: rng, path: "env." + key}
 	}
 }
@@ -375,4 +397,29 @@ func typeName(t cty.Type) string {
 	default:
 		return t.FriendlyName()
 	}
+}
+
+// controlProblem describes the first string in v that specs.CheckText refuses, or "".
+func controlProblem(v cty.Value) string {
+	if v.IsNull() || !v.IsKnown() {
+		return ""
+	}
+	t := v.Type()
+	switch {
+	case t == cty.String:
+		if err := specs.CheckText(v.AsString()); err != nil {
+			return fmt.Sprintf("%q %v", v.AsString(), err)
+		}
+	case t.IsListType() || t.IsSetType() || t.IsTupleType() || t.IsMapType() || t.IsObjectType():
+		for it := v.ElementIterator(); it.Next(); {
+			k, e := it.Element()
+			if msg := controlProblem(k); msg != "" && k.Type() == cty.String {
+				return msg
+			}
+			if msg := controlProblem(e); msg != "" {
+				return msg
+			}
+		}
+	}
+	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // IsFullCommit reports whether s is a full git object id: 40 (SHA-1) or 64 (SHA-256) hex digits.
@@ -102,6 +103,10 @@ func CheckGitURL(u string) error {
 	const accepted = "use https://, ssh:// (or git@host:path), file:// or an absolute path"
 	if u == "" {
 		return errors.New("git URL is empty")
+	}
+	if err := CheckText(u); err != nil {
+		// Not shown: it may hold credentials.
+		return fmt.Errorf("git URL %w (not shown: it may hold credentials)", err)
 	}
 	if strings.TrimSpace(u) != u {
 		return fmt.Errorf("git URL %q has leading or trailing spaces", u)
@@ -206,6 +211,11 @@ func NodeNameFromRepo(repo string) string {
 // file name is m.Name when set, else the last path segment of the source URL without its
 // query. A target escaping models/ (through "..", or absolute anywhere else) is an error.
 func ModelTarget(m Model) (string, error) {
+	for _, f := range []struct{ name, v string }{{"target_subdir", m.TargetSubdir}, {"target_path", m.TargetPath}, {"name", m.Name}} {
+		if err := CheckText(f.v); err != nil {
+			return "", fmt.Errorf("%s %q %w", f.name, f.v, err)
+		}
+	}
 	if m.TargetSubdir != "" && m.TargetPath != "" {
 		return "", errors.New("target_subdir and target_path are both set: use one")
 	}
@@ -424,4 +434,40 @@ func (c Comfy) WantsRequirements() bool {
 // WantsRequirements reports whether the node's requirements.txt is installed (the default).
 func (n CustomNode) WantsRequirements() bool {
 	return n.InstallRequirements == nil || *n.InstallRequirements
+}
+
+// CheckText refuses what no name, path, URL or other text field of a spec may hold: bytes
+// that are not UTF-8 and control characters (C0 including tab and newline, DEL, C1). A
+// newline in a target_subdir written into extra_model_paths.yaml, for one, would add a
+// section of the spec's choosing. The error reads after the field's name and value.
+func CheckText(s string) error {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			return fmt.Errorf("is not valid UTF-8 (byte %d)", i)
+		case r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f:
+			return fmt.Errorf("holds the control character %U at byte %d", r, i)
+		}
+		i += n
+	}
+	return nil
+}
+
+// TargetsConflict reports whether two model targets (clean paths under models/) cannot both
+// exist: they are equal, or one is a directory above the other (a file at "a" and another at
+// "a/b" would need "a" to be both a file and a directory).
+func TargetsConflict(a, b string) bool {
+	return a == b || strings.HasPrefix(b, a+"/") || strings.HasPrefix(a, b+"/")
+}
+
+var pythonVersionRe = regexp.MustCompile(`^3(\.[0-9]+){1,2}$`)
+
+// CheckPythonVersion checks python.version: a Python 3 version such as "3.11" or "3.11.9" (the
+// builder runs python3.<minor>).
+func CheckPythonVersion(v string) error {
+	if !pythonVersionRe.MatchString(v) {
+		return fmt.Errorf("%q is not a Python version such as \"3.11\" (3.<minor> or 3.<minor>.<patch>)", v)
+	}
+	return nil
 }

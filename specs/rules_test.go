@@ -39,13 +39,15 @@ func TestCheckGitURL(t *testing.T) {
 		"C:relative":                        `git URL "C:relative" is neither a URL nor an absolute path: use https://, ssh:// (or git@host:path), file:// or an absolute path`,
 		"https:///nohost/x":                 `git URL "https:///nohost/x" has no host`,
 		"ssh://git@github.com":              `git URL "ssh://git@github.com" has no repository path`,
-		"https://github.com/a b\x7f/c":      `git URL does not parse (not shown: it may hold credentials): net/url: invalid control character in URL`,
+		"https://github.com/a b\x7f/c":      `git URL holds the control character U+007F at byte 22 (not shown: it may hold credentials)`,
 		"https://git hub.com/a/b":           `git URL does not parse (not shown: it may hold credentials): invalid character " " in host name`,
 		"git@github.com:/abs/not-scp":       `git URL "git@github.com:/abs/not-scp" is neither a URL nor an absolute path: use https://, ssh:// (or git@host:path), file:// or an absolute path`,
 		"https://user:@github.com/a/b":      `git URL "https://user:xxxxx@github.com/a/b" carries a password: remove it (https remotes get $GIT_TOKEN, ssh ones the ssh agent)`,
 		"ssh://u:pw@github.com/a/b.git":     `git URL "ssh://u:xxxxx@github.com/a/b.git" carries a password: remove it (https remotes get $GIT_TOKEN, ssh ones the ssh agent)`,
 		"https://ghp_secret@github.com/a/b": `git URL "https://xxxxx@github.com/a/b" carries a user name, which may be a token: remove it (https remotes get $GIT_TOKEN)`,
-		"https://github.com/a/b\nx":         `git URL does not parse (not shown: it may hold credentials): net/url: invalid control character in URL`,
+		"https://github.com/a/b\nx":         `git URL holds the control character U+000A at byte 22 (not shown: it may hold credentials)`,
+		"https://github.com/a/b\u0085":      `git URL holds the control character U+0085 at byte 22 (not shown: it may hold credentials)`,
+		"https://github.com/a/\xffb":        `git URL is not valid UTF-8 (byte 21) (not shown: it may hold credentials)`,
 	}
 	for _, u := range ok {
 		if err := CheckGitURL(u); err != nil {
@@ -164,5 +166,54 @@ func TestCheckGitURLUnparsableHidesURL(t *testing.T) {
 	err := CheckGitURL("https://tok%zz@example.com/repo.git")
 	if err == nil || strings.Contains(err.Error(), "tok") {
 		t.Fatalf("CheckGitURL error %v; want an error that does not echo the URL", err)
+	}
+}
+
+func TestCheckText(t *testing.T) {
+	for s, want := range map[string]string{
+		"checkpoints/sd_xl.safetensors": "",
+		"café/ü":                        "",
+		"a\nb":                          "holds the control character U+000A at byte 1",
+		"\tx":                           "holds the control character U+0009 at byte 0",
+		"x\x00":                         "holds the control character U+0000 at byte 1",
+		"x\x7f":                         "holds the control character U+007F at byte 1",
+		"x\u0085":                       "holds the control character U+0085 at byte 1",
+		"x\u009f":                       "holds the control character U+009F at byte 1",
+		"x\u00a0":                       "",
+		"ab\xff":                        "is not valid UTF-8 (byte 2)",
+		"ab\xc3":                        "is not valid UTF-8 (byte 2)",
+	} {
+		got := ""
+		if err := CheckText(s); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("CheckText(%q) = %q, want %q", s, got, want)
+		}
+	}
+	if _, err := ModelTarget(Model{Source: "https://x/m.safetensors", TargetSubdir: "checkpoints\nx"}); err == nil || !strings.Contains(err.Error(), "U+000A") {
+		t.Errorf("ModelTarget with a newline in target_subdir: %v", err)
+	}
+}
+
+func TestTargetsConflict(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"a", "a", true}, {"a", "a/b", true}, {"a/b", "a", true}, {"a/b/c", "a", true},
+		{"a", "ab", false}, {"a/b", "a/c", false}, {"ab/c", "a", false},
+	} {
+		if got := TargetsConflict(c.a, c.b); got != c.want {
+			t.Errorf("TargetsConflict(%q, %q) = %v", c.a, c.b, got)
+		}
+	}
+}
+
+func TestCheckPythonVersion(t *testing.T) {
+	for v, ok := range map[string]bool{"3.11": true, "3.10.4": true, "3": false, "2.7": false, "4.0": false, "3.11.2.1": false, "3.x": false} {
+		if err := CheckPythonVersion(v); (err == nil) != ok {
+			t.Errorf("CheckPythonVersion(%q) = %v", v, err)
+		}
 	}
 }

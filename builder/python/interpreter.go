@@ -47,8 +47,8 @@ func FindInterpreter(ctx context.Context, opts FindOptions) (*Interpreter, error
 	var cmd, why string
 	switch {
 	case opts.Version != "":
-		if !regexp.MustCompile(`^3(\.\d+){1,2}$`).MatchString(opts.Version) {
-			return nil, fmt.Errorf("python.version %q: want a version such as 3.11", opts.Version)
+		if err := specs.CheckPythonVersion(opts.Version); err != nil {
+			return nil, fmt.Errorf("python.version %w", err)
 		}
 		parts := strings.Split(opts.Version, ".")
 		cmd, why = "python"+parts[0]+"."+parts[1], "python.version "+opts.Version
