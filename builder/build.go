@@ -112,10 +112,15 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 	}
 	file = opts.lockFile()
 	old, err := specs.ReadLock(file)
+	var seedData []byte
 	switch {
 	case err == nil:
 	case errors.Is(err, fs.ErrNotExist):
 		old = nil
+	case errors.Is(err, specs.ErrLockVersion) && readSeedLockFile(file, opts.Spec, &old, &seedData):
+		// A lock the seed tool wrote: its pinned commits are kept (unless --update names
+		// them), everything else is resolved; the file itself is kept beside the new lock.
+		opts.Progress.Logf("lock: %s was written by the seed tool: migrating it, keeping its pinned commits (the old file is kept as %s)", file, file+SeedLockSuffix)
 	case opts.Update && len(opts.UpdateNames) == 0:
 		old = nil // re-resolving everything: an unreadable old lock does not matter
 	default:
@@ -148,6 +153,11 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return nil, file, false, fmt.Errorf("writing lock: %w", err)
+	}
+	if seedData != nil {
+		if _, err := keepSeedLock(file, seedData); err != nil {
+			return nil, file, false, err
+		}
 	}
 	if err := lock.WriteFile(file); err != nil {
 		return nil, file, false, err
@@ -205,6 +215,14 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The seed tool's ComfyUI checkout at builds/comfy-<id> is moved aside before any work,
+	// so that the root link can take its place at the end.
+	if aside, err := MoveAsideSeedBuild(opts.Root, opts.Spec.VersionID); err != nil {
+		return nil, err
+	} else if aside != "" {
+		opts.Progress.Logf("builds: %s was a directory (the seed tool's build): moved to %s, not deleted; builds/%s%s becomes the link to the new root (delete the old directory once you no longer need it)",
+			s.RootLink(opts.Spec.VersionID), aside, store.RootPrefix, opts.Spec.VersionID)
+	}
 	lock, file, resolved, err := EnsureLock(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -222,6 +240,9 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 		return nil, err
 	}
 	defer tr.Close()
+	if err := adoptModels(ctx, s, opts, plan); err != nil {
+		return nil, err
+	}
 	mirrors := newMirrors(opts)
 	real, err := Realise(ctx, plan.All, RealiseOptions{
 		Store:      s,

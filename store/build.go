@@ -51,6 +51,11 @@ type AddOptions struct {
 	// Waiting, when set, is called once if another process holds the lease and Build waits
 	// for its result (for a progress line such as "waiting for host X pid N").
 	Waiting func(holder LeaseRecord)
+	// KeepHardLink keeps a single-file output that build hard-linked to a file outside the
+	// store (a model adopted from a directory the user filled) instead of copying it to
+	// break the link: the bytes are shared and the user's file is left as it is (its mode and
+	// mtime are not canonicalised). An executable file is canonicalised (copied) as usual.
+	KeepHardLink bool
 }
 
 // NarHashMismatchError is a build whose output's NAR hash differs from AddOptions.ExpectNarHash.
@@ -166,7 +171,11 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 	if _, err := os.Lstat(out); err != nil {
 		return nil, fmt.Errorf("building %s: the builder made nothing: %w", p, err)
 	}
-	if err := s.canonicalise(out, p.String()); err != nil {
+	canon := s.canonicalise
+	if opts.KeepHardLink {
+		canon = s.canonicaliseKeepLink
+	}
+	if err := canon(out, p.String()); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	}
 	var (
@@ -330,6 +339,21 @@ var epochOne = []unix.Timespec{{Sec: 1}, {Sec: 1}}
 // store by an absolute path nor leave the store by a relative one.
 func (s *Store) canonicalise(root, base string) error {
 	return s.canon(root, base)
+}
+
+// canonicaliseKeepLink is canonicalise for a single regular file kept hard-linked to a file
+// outside the store (AddOptions.KeepHardLink): that file belongs to the user and is left
+// exactly as it is (mode, mtime, xattrs), as long as it is not executable (the NAR would
+// differ from the same bytes downloaded); anything else is canonicalised as usual.
+func (s *Store) canonicaliseKeepLink(root, base string) error {
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode()&0o111 != 0 {
+		return s.canon(root, base)
+	}
+	return nil
 }
 
 func (s *Store) canon(p, rel string) error {

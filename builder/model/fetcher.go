@@ -56,6 +56,11 @@ type Options struct {
 	CheckpointEvery int64
 	// Warnf receives warnings (trust on first use, a restarted download). Nil discards them.
 	Warnf func(format string, args ...any)
+	// AdoptDirs are models directories a model may already sit in, at <dir>/<target> (the
+	// seed tool's $MODELS_DIR or ROOT/models): a file there is adopted into the store when
+	// its checksum matches (or trusted on first use when the spec gives none) instead of
+	// downloaded. The files are never modified or moved.
+	AdoptDirs []string
 }
 
 // Retry is a retry policy: exponential backoff from Base, doubled per attempt up to Max, with

@@ -181,5 +181,5 @@ func NewResolver(root string, opts Options, jobs int, display *progress.Display)
 	if err != nil {
 		return nil, err
 	}
-	return &Resolver{Fetcher: f, Store: s, Jobs: jobs, Progress: display, Warnf: opts.Warnf}, nil
+	return &Resolver{Fetcher: f, Store: s, Jobs: jobs, Progress: display, Warnf: opts.Warnf, AdoptDirs: opts.AdoptDirs}, nil
 }

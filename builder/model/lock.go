@@ -28,6 +28,9 @@ type Resolver struct {
 	// Progress shows downloads (may be nil); Warnf receives the trust-on-first-use warnings.
 	Progress *progress.Display
 	Warnf    func(format string, args ...any)
+	// AdoptDirs are models directories whose files are trusted on first use for models
+	// without a checksum (Options.AdoptDirs).
+	AdoptDirs []string
 }
 
 // ModelError is a model of a spec that could not be resolved, built or verified; it names the
@@ -132,6 +135,11 @@ func (r *Resolver) resolveOne(ctx context.Context, spec *specs.Spec, m specs.Mod
 		}
 		ml.Checksum, ml.ChecksumFrom = c.String(), FromSpec
 		return ml, r.setPath(&ml, c, name)
+	}
+	// A file already in a models directory (left there by the seed tool) is trusted on first
+	// use, as a download would be, without asking the source.
+	if aml, ok, err := r.adoptFirstUse(ctx, m, ml, name); err != nil || ok {
+		return aml, err
 	}
 	rem, err := r.Fetcher.Resolve(ctx, src)
 	if err != nil {

@@ -92,7 +92,7 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 	}
 	defer closeSubst()
 	bo.DownloadJobs, bo.LockFile, bo.Jobs = o.DownloadJobs, o.LockFile, o.Jobs
-	bo.SkipModels, bo.Offline = o.SkipModels, o.Offline
+	bo.SkipModels, bo.Offline = o.SkipModels, o.Offline || bo.Offline
 	bo.Progress, bo.Substitute = pr, substitute
 	res, err := builder.Build(ctx, bo)
 	pr.Close()
@@ -156,7 +156,10 @@ func buildOptions(ctx context.Context, g *Globals, spec *specs.Spec) (builder.Bu
 	if err != nil {
 		return builder.BuildOptions{}, func() {}, err
 	}
-	return builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), GitTokens: perHost, Environ: os.Environ(), Models: mo}, closeGCS, nil
+	se := readSeedEnv(g.Root)
+	printSeedNotes(os.Stderr, se)
+	mo.AdoptDirs = se.AdoptDirs
+	return builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), GitTokens: perHost, Environ: os.Environ(), Models: mo, Offline: se.Offline}, closeGCS, nil
 }
 
 // gitToken is the token sent to the https hosts of the spec's repositories: $GIT_TOKEN, else

@@ -69,7 +69,7 @@ func runCheck(ctx context.Context, g *Globals, o *CheckOptions, stdout, stderr i
 	}
 	defer closeGCS()
 	pr := newProgress(ctx, g, stderr)
-	bo.LockFile, bo.Jobs, bo.SkipModels, bo.Offline, bo.Progress = o.LockFile, o.Jobs, o.SkipModels, o.Offline, pr
+	bo.LockFile, bo.Jobs, bo.SkipModels, bo.Offline, bo.Progress = o.LockFile, o.Jobs, o.SkipModels, o.Offline || bo.Offline, pr
 	rep, err := builder.Check(ctx, builder.CheckOptions{BuildOptions: bo, Keep: o.Keep})
 	pr.Close()
 	if err != nil {

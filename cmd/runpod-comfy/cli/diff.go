@@ -87,7 +87,7 @@ func diffSide(ctx context.Context, g *Globals, s *store.Store, o *DiffOptions, a
 	}
 	defer closeGCS()
 	pr := newProgress(ctx, g, stderr)
-	bo.Offline, bo.Progress = o.Offline, pr
+	bo.Offline, bo.Progress = o.Offline || bo.Offline, pr
 	lock, _, _, err := builder.EnsureLock(ctx, bo)
 	pr.Close()
 	if err != nil {

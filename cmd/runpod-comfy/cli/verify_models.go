@@ -151,7 +151,7 @@ func civitaiToken() string {
 // client). The returned function closes the client.
 func modelOptions(ctx context.Context, spec *specs.Spec) (model.Options, func(), error) {
 	o := model.Options{
-		HFToken:         os.Getenv(model.HFTokenVar),
+		HFToken:         firstNonEmpty(os.Getenv(model.HFTokenVar), os.Getenv("HUGGINGFACE_TOKEN")),
 		CivitaiToken:    civitaiToken(),
 		HFEndpoint:      os.Getenv("HF_ENDPOINT"),
 		CivitaiEndpoint: os.Getenv("CIVITAI_ENDPOINT"),
