@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
+	"github.com/runpod-comfy/runpod-comfy/internal/inputfile"
 )
 
 // ErrLockVersion is returned (wrapped) by ReadLock for a lock of another lock_version.
@@ -18,7 +18,7 @@ var ErrLockVersion = errors.New("unsupported lock_version")
 // ReadLock reads a lock file. A lock of another lock_version, or with fields this version does
 // not know, is refused with an error naming the file rather than half-read.
 func ReadLock(path string) (*Lock, error) {
-	data, err := os.ReadFile(path)
+	data, err := inputfile.Read(path, inputfile.MaxLock)
 	if err != nil {
 		return nil, fmt.Errorf("reading lock: %w", err)
 	}

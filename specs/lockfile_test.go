@@ -105,3 +105,17 @@ func TestReadLockRefusesOtherVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestReadLockRefusesHugeFile: a lock file is read up to inputfile.MaxLock, not whole.
+func TestReadLockRefusesHugeFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.lock.json")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(4 << 30) // sparse: 4 GiB that would all be read into memory
+	f.Close()
+	if _, err := ReadLock(p); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("want a too-large error, got %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
+	"github.com/runpod-comfy/runpod-comfy/internal/inputfile"
 	"github.com/runpod-comfy/runpod-comfy/lang"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
@@ -84,7 +85,7 @@ func runCreate(ctx context.Context, g *Globals, o *CreateOptions, stdout, stderr
 	s := &specs.Spec{SchemaVersion: specs.SchemaVersion, VersionID: o.ID, Comfy: specs.Comfy{Repo: o.ComfyRepo, Ref: "HEAD"}}
 	var notes []string
 	if o.FromSnapshot != "" {
-		data, err := os.ReadFile(o.FromSnapshot)
+		data, err := inputfile.Read(o.FromSnapshot, inputfile.MaxSnapshot)
 		if err != nil {
 			return usageError(fmt.Errorf("--from-snapshot: %w", err))
 		}

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/inputfile"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/store"
 	"github.com/runpod-comfy/runpod-comfy/store/cache"
@@ -98,7 +98,7 @@ func runPush(cmd *cobra.Command, g *Globals, o *PushOptions) error {
 	}
 	var key *cache.SecretKey
 	if o.SignKey != "" {
-		data, err := os.ReadFile(o.SignKey)
+		data, err := inputfile.Read(o.SignKey, inputfile.MaxKey)
 		if err != nil {
 			return usageError(fmt.Errorf("--sign-key: %w", err))
 		}

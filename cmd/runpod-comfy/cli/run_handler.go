@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
+	"github.com/runpod-comfy/runpod-comfy/internal/inputfile"
 	"github.com/runpod-comfy/runpod-comfy/lang"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 )
@@ -111,9 +112,9 @@ func runRunHandler(ctx context.Context, g *Globals, o *RunHandlerOptions, stdout
 	var wf []byte
 	var err error
 	if o.Workflow == "-" {
-		wf, err = io.ReadAll(os.Stdin)
+		wf, err = inputfile.ReadAll(os.Stdin, "standard input", inputfile.MaxWorkflow)
 	} else {
-		wf, err = os.ReadFile(o.Workflow)
+		wf, err = inputfile.Read(o.Workflow, inputfile.MaxWorkflow)
 	}
 	if err != nil {
 		return usageError(fmt.Errorf("--workflow: %w", err))
@@ -172,7 +173,7 @@ func parseImages(flags []string) ([]runner.InputImage, error) {
 			out = append(out, runner.InputImage{Name: name, Image: src})
 			continue
 		}
-		data, err := os.ReadFile(src)
+		data, err := inputfile.Read(src, inputfile.MaxWorkflow)
 		if err != nil {
 			return nil, usageError(fmt.Errorf("--image %s: %w", name, err))
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
+	"github.com/runpod-comfy/runpod-comfy/internal/inputfile"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/runner/worker"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -183,14 +184,14 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	var testDoc []byte
 	switch {
 	case o.TestInput != "":
-		b, err := os.ReadFile(o.TestInput)
+		b, err := inputfile.Read(o.TestInput, inputfile.MaxWorkflow)
 		if err != nil {
 			return fmt.Errorf("--test-input: %w", err)
 		}
 		testDoc = b
 	case o.APIPort != 0, getJob != "":
 	default:
-		b, err := os.ReadFile("test_input.json")
+		b, err := inputfile.Read("test_input.json", inputfile.MaxWorkflow)
 		if err != nil {
 			return fmt.Errorf("RUNPOD_WEBHOOK_GET_JOB is not set (not running on RunPod) and ./test_input.json cannot be read (%w): give --test-input FILE or --api-port N to test locally", err)
 		}
