@@ -31,8 +31,11 @@ bench:
 demo: build
 	./scripts/demo.sh $(DEMO)
 
+# The worker image, for linux/amd64 (RunPod's GPUs) whatever the build host; PYTHON_VERSION
+# is 3.12 (default) or 3.11.
+PYTHON_VERSION ?= 3.12
 docker:
-	docker build -f docker/Dockerfile -t runpod-comfy:dev .
+	docker build --platform linux/amd64 --build-arg PYTHON_VERSION=$(PYTHON_VERSION) -f docker/Dockerfile -t runpod-comfy:dev-py$(PYTHON_VERSION) .
 
 clean:
 	rm -rf bin .demo
