@@ -136,6 +136,11 @@ func runRunHandler(ctx context.Context, g *Globals, o *RunHandlerOptions, stdout
 	if err != nil {
 		return err
 	}
+	rootDir, release, err := holdRoot(ctx, g.Root, rootDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	tty := false
 	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		tty = true

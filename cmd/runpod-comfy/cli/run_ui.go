@@ -61,6 +61,11 @@ func runRunUI(ctx context.Context, g *Globals, o *RunUIOptions, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	rootDir, release, err := holdRoot(ctx, g.Root, rootDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	return runner.RunUI(ctx, runner.StartOptions{
 		RuntimeRoot:  rootDir,
 		StateDir:     runner.StateDir(g.Root, id),
