@@ -34,12 +34,17 @@
 //   - Generation: ROOT/builds/.generations/comfy-<id>-<n>, each object a root ever named, for
 //     rollback; also GC roots until pruned (--keep-generations).
 //   - TempRoot: .roots/<host>-<pid>-<rand>.json listing objects a running build or worker
-//     uses, with an expiry refreshed until it is closed.
+//     uses (run-ui, run-handler and serve hold one for the root ComfyUI runs from), with an
+//     expiry refreshed until it is closed.
 //   - Debris: what a crash leaves: objects without metadata, stages under .tmp, entries of
 //     .trash. GC removes debris older than the grace window with no live lease.
 //
 // Adding an object is Build: it realises a Path exactly once across processes and hosts.
 // A binary cache registers a substituted object with Build too: a BuildFunc that restores a
-// NAR into out (nar.Restore), AddOptions.ExpectNarHash set to the narinfo's NarHash and
-// AddOptions.Source "substituted:<cache url>".
+// NAR into out (nar.Restore), AddOptions.ExpectNarHash set to the narinfo's NarHash (which the
+// cache checked against the lock), AddOptions.Fingerprint (a model's content is checked
+// against it before registration) and AddOptions.Source "substituted:<cache url>".
+//
+// Metadata that exists but cannot be read (a *MetaError, ErrCorruptMeta) makes only its
+// object not valid: List, Verify and GC report it and go on; GC keeps it; Build makes it again.
 package store

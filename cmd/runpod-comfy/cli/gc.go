@@ -35,7 +35,9 @@ ROOT/builds/.generations, the temporary roots of running builds and workers (sto
 live build leases, following each object's references, and deletes the rest, referrers first
 (metadata first, then the object moves to store/.trash and is removed). Objects registered
 less than --grace ago are kept, so a build running beside gc loses nothing. It also removes
-crash debris: objects without metadata, old staging directories and the trash.
+crash debris: objects without metadata, old staging directories and the trash. An object
+whose metadata cannot be read is kept and named; if a root reaches it, no object is deleted
+(its references are unknown) until store verify --repair or a build makes it again.
 
 --dry-run prints the plan (objects, sizes, total) and deletes nothing.
 --keep-generations N keeps the newest N generations of each version (and the current one)

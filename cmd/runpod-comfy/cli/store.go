@@ -48,9 +48,10 @@ func newStoreVerifyCmd(g *Globals) *cobra.Command {
 		Short: "Recompute NAR hashes and compare them with the metadata",
 		Long: `verify recomputes the NAR hash of every valid object (or of the PATHs given), in parallel,
 and compares it with the object's metadata. A mismatch names the object and the files in it
-that changed. It also reports absolute symlinks into the store (they break when the volume is
-mounted elsewhere), references without metadata, and lists store entries without metadata
-(crash debris, removed by gc). --repair asks the builder to make every broken object again.
+that changed. It also reports models whose bytes are not their content address, metadata files
+that cannot be read (each a problem of its object only), absolute symlinks into the store (they
+break when the volume is mounted elsewhere), references without metadata, and lists store
+entries without metadata (crash debris, removed by gc). --repair asks the builder to make every broken object again.
 Exit status 1 when a problem is left.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Paths = args
