@@ -3,13 +3,18 @@ package builder
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 // TestBuildRepairsBrokenMirror leaves node-a's mirror as a fetch that ran out of disk space
@@ -43,5 +48,103 @@ func TestBuildRepairsBrokenMirror(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "git mirror of "+f.nodeA+" was broken") || !strings.Contains(out.String(), "is empty") {
 		t.Errorf("the build did not say it repaired the mirror:\n%s", out.String())
+	}
+}
+
+// TestSIGTERMEndsStalledFetch runs a build whose custom node's remote never answers (its
+// git-upload-pack blocks for ever) and sends it SIGTERM: the process must exit and leave no
+// git process behind. Before, go-git waited on git-upload-pack through any signal.
+func TestSIGTERMEndsStalledFetch(t *testing.T) {
+	f := newFixture(t)
+	stalled := filepath.Join(f.dir, "stalled")
+	c := newRepo(t, stalled, map[string]string{"__init__.py": "\n"})
+	if err := syscall.Mkfifo(filepath.Join(stalled, ".git", "objects", "info", "alternates"), 0o644); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	spec := f.spec("stalled")
+	spec.CustomNodes = append(spec.CustomNodes, specs.CustomNode{Name: "stalled", Repo: stalled, Commit: c})
+	root := filepath.Join(t.TempDir(), "root")
+	cmd, _, stderr := buildProcess(t, spec, root)
+	waitFor(t, "git running against the stalled remote", func() bool { return len(processesFor(stalled)) > 0 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("the build succeeded after SIGTERM")
+		}
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("the build did not exit after SIGTERM; stderr:\n%s", stderr)
+	}
+	if left := processesFor(stalled); len(left) > 0 {
+		t.Errorf("processes left after the build exited: %q", left)
+	}
+}
+
+// processesFor lists the live processes whose command line mentions dir.
+func processesFor(dir string) []string {
+	var out []string
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range cmdlines {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir) {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X') {
+			continue
+		}
+		out = append(out, strings.ReplaceAll(string(b), "\x00", " "))
+	}
+	return out
+}
+
+// TestBuildOnFullDiskEnds builds a version with a 4 MB custom node into a ROOT on a 3 MB disk:
+// the build must end with an error saying the disk is full (it used to hang in the fetch,
+// through SIGTERM too), and once there is space the same ROOT builds.
+func TestBuildOnFullDiskEnds(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs (a real full disk); run the tests as root to include it")
+	}
+	disk := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", disk).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s)", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", disk).Run() })
+	f := newFixture(t)
+	big := make([]byte, 4<<20)
+	rand.Read(big)
+	dir := filepath.Join(f.dir, "heavy")
+	c := newRepo(t, dir, map[string]string{"__init__.py": "\n", "weights.bin": string(big)})
+	spec := f.spec("heavy")
+	spec.CustomNodes = append(spec.CustomNodes, specs.CustomNode{Name: "heavy", Repo: dir, Commit: c})
+	root := filepath.Join(disk, "root")
+	done := make(chan error, 1)
+	go func() {
+		_, err := Build(context.Background(), BuildOptions{Root: root, Spec: spec})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+			t.Fatalf("want a full-disk error, got %v", err)
+		}
+		t.Logf("full disk: %v", err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the build hung on a full disk")
+	}
+	if out, err := exec.Command("mount", "-o", "remount,size=64m", disk).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v: %s", err, out)
+	}
+	if _, err := Build(context.Background(), BuildOptions{Root: root, Spec: spec}); err != nil {
+		t.Fatalf("build after freeing space: %v", err)
 	}
 }

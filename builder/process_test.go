@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -38,7 +39,10 @@ func childBuild(specFile, root string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	res, err := Build(context.Background(), BuildOptions{Root: root, Spec: &spec, Jobs: 2})
+	// SIGTERM cancels the build, as the CLI's signal.NotifyContext does.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	res, err := Build(ctx, BuildOptions{Root: root, Spec: &spec, Jobs: 2})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -237,4 +238,82 @@ func liveProcesses(match func(pgrp, state string) bool) []string {
 		}
 	}
 	return out
+}
+
+// stalledRepo makes a repository whose git-upload-pack never answers: its alternates file
+// is a FIFO nobody writes, so opening it blocks for ever.
+func stalledRepo(t *testing.T) (dir, commit string) {
+	dir, commit = smallRepo(t)
+	if err := syscall.Mkfifo(filepath.Join(dir, ".git", "objects", "info", "alternates"), 0o644); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	return dir, commit
+}
+
+// gitProcessesFor lists the live processes whose command line mentions dir.
+func gitProcessesFor(dir string) []string {
+	var out []string
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range cmdlines {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir) || !strings.Contains(string(b), "git") {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X') {
+			continue
+		}
+		out = append(out, strings.ReplaceAll(string(b), "\x00", " "))
+	}
+	return out
+}
+
+// TestStalledLocalRemoteCancel lists refs of and fetches from a local remote whose
+// git-upload-pack hangs: cancelling must end both and leave no git process behind.
+func TestStalledLocalRemoteCancel(t *testing.T) {
+	repo, commit := stalledRepo(t)
+	m := NewMirrors(t.TempDir(), Credentials{})
+	for _, op := range []struct {
+		name string
+		run  func(ctx context.Context) error
+	}{
+		{"ls-remote", func(ctx context.Context) error { _, err := m.LsRemote(ctx, repo); return err }},
+		{"fetch", func(ctx context.Context) error { _, err := m.Ensure(ctx, repo, commit); return err }},
+	} {
+		t.Run(op.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- op.run(ctx) }()
+			// Cancel once git is running against the remote (and stuck there).
+			deadline := time.Now().Add(hangBound)
+			for len(gitProcessesFor(repo)) == 0 {
+				select {
+				case err := <-done:
+					t.Fatalf("ended before it was cancelled: %v", err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("git never started")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("want context.Canceled, got %v", err)
+				}
+			case <-time.After(hangBound):
+				t.Fatal("did not end after cancel")
+			}
+			if left := gitProcessesFor(repo); len(left) > 0 {
+				t.Errorf("git processes left: %q", left)
+			}
+		})
+	}
 }
