@@ -53,10 +53,7 @@ func workerVersion(b testing.TB, id string) *store.Store {
 		if err := os.Symlink("../"+comfy.String(), filepath.Join(out, "comfyui")); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(out, "bin", "comfyui"), []byte(standin.Launcher), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(out, "extra_model_paths.yaml"), []byte("# none\n"), 0o644); err != nil {
+		if err := standin.WriteRootFiles(out, id, nil, false); err != nil {
 			return err
 		}
 		mj, _ := json.Marshal(m)

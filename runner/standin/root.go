@@ -13,26 +13,37 @@ import (
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/comfypaths"
 	"github.com/runpod-comfy/runpod-comfy/internal/s3test"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
-// Launcher is the bin/comfyui of a runtime root as the shared layout describes it: a /bin/sh
-// script that finds its own root (so it works at any mount point) and runs the root's python
-// (else $COMFY_PYTHON, else python3) on comfyui/main.py with the root's
-// extra_model_paths.yaml and its own arguments.
-const Launcher = `#!/bin/sh
-# runpod-comfy launcher: runs ComfyUI from the runtime root this script lives in.
-root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd -P) || exit 1
-if [ -x "$root/venv/bin/python" ]; then
-	py="$root/venv/bin/python"
-elif [ -n "$COMFY_PYTHON" ]; then
-	py="$COMFY_PYTHON"
-else
-	py=python3
-fi
-exec "$py" "$root/comfyui/main.py" --extra-model-paths-config "$root/extra_model_paths.yaml" "$@"
-`
+// WriteRootFiles writes the generated files of a runtime root into dir as the builder
+// writes them (extra_model_paths.yaml and bin/comfyui, from internal/comfypaths): for the
+// model folders (models/<folder>) and, when nodes is true, custom_nodes. Those directories
+// must exist in the root: real ComfyUI, and the stand-in, refuse to start without a
+// custom_nodes folder the yaml names.
+func WriteRootFiles(dir, id string, folders []string, nodes bool) error {
+	entries := comfypaths.RootEntries(folders, nodes)
+	y, err := comfypaths.RootYAML(id, entries)
+	if err != nil {
+		return fmt.Errorf("writing root: %w", err)
+	}
+	sh, err := comfypaths.Launcher(id, entries)
+	if err != nil {
+		return fmt.Errorf("writing root: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return fmt.Errorf("writing root: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "extra_model_paths.yaml"), y, 0o644); err != nil {
+		return fmt.Errorf("writing root: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "comfyui"), []byte(sh), 0o755); err != nil {
+		return fmt.Errorf("writing root: %w", err)
+	}
+	return nil
+}
 
 // RootOptions describe a runtime root made by hand by WriteRoot.
 type RootOptions struct {
@@ -50,8 +61,9 @@ type RootOptions struct {
 	Flags []string
 }
 
-// WriteRoot makes a runtime root by hand in the shared layout (comfyui/, custom_nodes/,
-// models/, extra_model_paths.yaml, bin/comfyui, manifest.json) with the stand-in as ComfyUI.
+// WriteRoot makes a runtime root by hand in the shared layout (comfyui/, custom_nodes/ when
+// it has nodes, models/ when it has models, extra_model_paths.yaml, bin/comfyui,
+// manifest.json) with the stand-in as ComfyUI.
 // Objects are plain directories here, not store objects; it is for tests of code that runs a
 // root, before or without the builder.
 func WriteRoot(dir string, o RootOptions) error {
@@ -60,11 +72,6 @@ func WriteRoot(dir string, o RootOptions) error {
 	}
 	if err := WriteTree(filepath.Join(dir, "comfyui")); err != nil {
 		return err
-	}
-	for _, d := range []string{"custom_nodes", "models", "bin"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return fmt.Errorf("writing root: %w", err)
-		}
 	}
 	m := specs.Manifest{
 		ManifestVersion: specs.ManifestVersion,
@@ -116,22 +123,13 @@ func WriteRoot(dir string, o RootOptions) error {
 		subdirs[strings.SplitN(t, "/", 2)[0]] = true
 		m.Models = append(m.Models, specs.ManifestModel{Target: t, StorePath: "standin-" + filepath.Base(t), Size: int64(len(o.Models[t]))})
 	}
-	var y strings.Builder
-	y.WriteString("runpod_comfy:\n")
 	folders := make([]string, 0, len(subdirs))
 	for s := range subdirs {
 		folders = append(folders, s)
 	}
 	sort.Strings(folders)
-	for _, s := range folders {
-		fmt.Fprintf(&y, "  %s: models/%s\n", s, s)
-	}
-	y.WriteString("  custom_nodes: custom_nodes\n")
-	if err := os.WriteFile(filepath.Join(dir, "extra_model_paths.yaml"), []byte(y.String()), 0o644); err != nil {
-		return fmt.Errorf("writing root: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin", "comfyui"), []byte(Launcher), 0o755); err != nil {
-		return fmt.Errorf("writing root: %w", err)
+	if err := WriteRootFiles(dir, o.VersionID, folders, len(names) > 0); err != nil {
+		return err
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

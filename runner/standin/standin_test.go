@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -53,7 +54,7 @@ func TestWriteRoot(t *testing.T) {
 		t.Errorf("manifest %+v", m)
 	}
 	y, _ := os.ReadFile(filepath.Join(dir, "extra_model_paths.yaml"))
-	if string(y) != "runpod_comfy:\n  loras: models/loras\n  custom_nodes: custom_nodes\n" {
+	if !strings.HasSuffix(string(y), "\n\"runpod_comfy\":\n  \"loras\": \"models/loras\"\n  \"custom_nodes\": \"custom_nodes\"\n") {
 		t.Errorf("yaml %q", y)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "bin", "comfyui")); err != nil || fi.Mode()&0o111 == 0 {

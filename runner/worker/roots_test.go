@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runpod-comfy/runpod-comfy/runner/standin"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -26,14 +27,6 @@ func standinDir(t testing.TB) string {
 // from comfy/cli_args.py into the manifest.
 var standinFlags = []string{"--listen", "--port", "--output-directory", "--input-directory", "--temp-directory",
 	"--user-directory", "--database-url", "--disable-auto-launch", "--extra-model-paths-config", "--cpu", "--disable-metadata"}
-
-// testLauncher is a runtime root's bin/comfyui: it finds its root from its own location, as
-// the builder's launcher does.
-const testLauncher = `#!/bin/sh
-set -e
-root=$(cd -P -- "$(dirname -- "$0")/.." && pwd -P)
-exec "${COMFY_PYTHON:-python3}" "$root/comfyui/main.py" --extra-model-paths-config "$root/extra_model_paths.yaml" "$@"
-`
 
 // makeVersion registers a runtime root for version id in st, laid out as the builder lays
 // them out (comfyui -> ../<digest>-comfyui, bin/comfyui, extra_model_paths.yaml,
@@ -79,10 +72,7 @@ func buildVersion(st *store.Store, id string, env map[string]string) (store.Path
 		if err := os.Symlink("../"+comfy.String(), filepath.Join(out, "comfyui")); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(out, "bin", "comfyui"), []byte(testLauncher), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(out, "extra_model_paths.yaml"), []byte("# no models\n"), 0o644); err != nil {
+		if err := standin.WriteRootFiles(out, id, nil, false); err != nil {
 			return err
 		}
 		mj, _ := json.MarshalIndent(m, "", "  ")

@@ -2,6 +2,8 @@
 
 import os
 
+import yaml_subset
+
 base_path = os.path.dirname(os.path.abspath(__file__))
 output_directory = os.path.join(base_path, "output")
 input_directory = os.path.join(base_path, "input")
@@ -19,11 +21,33 @@ folder_names_and_paths = {
 _legacy = {"unet": "diffusion_models", "clip": "text_encoders"}
 
 
+# ERA picks how extra_model_paths.yaml is read (STANDIN_COMFY_ERA), so that tests catch
+# roots that only work in one era of ComfyUI:
+#   current      ComfyUI b9d9bcb (2025-01-11) and later: utils/extra_config.py takes a relative
+#                base_path, and a relative entry without base_path, relative to the yaml's
+#                directory, and normalises every path.
+#   pre-b9d9bcb  b9d9bcb's parent (PR #5847, December 2024): a relative entry without base_path
+#                is relative to the yaml's directory; base_path (expanded for ~ and $VARS) is
+#                joined as written, so a relative one stays relative to the working directory.
+#   legacy       before PR #5847 (main.py's and then utils/extra_config.py's loader of 2023 and
+#                2024): every relative path stays relative, to the working directory of the
+#                moment it is used; base_path is not expanded and is_default is not a key.
+# Relative paths are kept as such in folder_names_and_paths, as ComfyUI keeps them.
+ERA = os.environ.get("STANDIN_COMFY_ERA", "current") or "current"
+if ERA not in ("current", "pre-b9d9bcb", "legacy"):
+    raise SystemExit(f"stand-in: unknown STANDIN_COMFY_ERA {ERA!r}")
+
+
 def add_model_folder_path(name, path, is_default=False):
+    """As folder_paths.add_model_folder_path: a path already listed is not added again
+    (moved first for is_default); legacy ComfyUI appends duplicates."""
     name = _legacy.get(name, name)
     paths = folder_names_and_paths.setdefault(name, [])
-    if path in paths:
-        paths.remove(path)
+    if ERA != "legacy" and path in paths:
+        if is_default and paths[0] != path:
+            paths.remove(path)
+            paths.insert(0, path)
+        return
     if is_default:
         paths.insert(0, path)
     else:
@@ -50,51 +74,40 @@ def get_directory_by_type(kind):
 
 
 def load_extra_path_config(yaml_path, log):
-    """load_extra_path_config reads the small YAML subset of extra_model_paths.yaml:
-    sections of `key: value` and `key: |` blocks (several paths, one a line)."""
-    with open(yaml_path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    sections = {}
-    cur = None
-    block_key = None
-    block_indent = None
-    for raw in lines:
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        indent = len(raw) - len(raw.lstrip())
-        text = raw.strip()
-        if block_key is not None:
-            if block_indent is None and indent > 2:
-                block_indent = indent
-            if block_indent is not None and indent >= block_indent:
-                sections[cur][block_key] += text + "\n"
-                continue
-            block_key = None
-        if indent == 0:
-            cur = text.rstrip(":").strip()
-            sections[cur] = {}
-            continue
-        key, _, value = text.partition(":")
-        value = value.split(" #")[0].strip().strip('"').strip("'")
-        if value == "|":
-            block_key, block_indent = key.strip(), None
-            sections[cur][block_key] = ""
-            continue
-        sections[cur][key.strip()] = value
+    """As ComfyUI's load_extra_path_config of the era ERA (see above), on the document read by
+    yaml_subset.safe_load. A value that is not a string fails as it does in ComfyUI (it calls
+    .split on it); an empty document fails too (ComfyUI iterates over None)."""
+    with open(yaml_path, encoding="utf-8") as stream:
+        config = yaml_subset.safe_load(stream.read(), yaml_path)
     yaml_dir = os.path.dirname(os.path.abspath(yaml_path))
-    for name, conf in sections.items():
-        base = conf.pop("base_path", None)
-        is_default = conf.pop("is_default", "false").lower() == "true"
-        if base:
-            base = os.path.expandvars(os.path.expanduser(base))
-            if not os.path.isabs(base):
-                base = os.path.abspath(os.path.join(yaml_dir, base))
-        for folder, value in conf.items():
-            for p in value.split("\n"):
-                p = p.strip()
-                if not p:
+    for c in config:  # TypeError on an empty document, as in ComfyUI
+        conf = config[c]
+        if conf is None:
+            continue
+        base_path = None
+        if "base_path" in conf:
+            base_path = conf.pop("base_path")
+            if ERA != "legacy":
+                base_path = os.path.expandvars(os.path.expanduser(base_path))
+            if ERA == "current" and not os.path.isabs(base_path):
+                base_path = os.path.abspath(os.path.join(yaml_dir, base_path))
+        is_default = False
+        if ERA != "legacy" and "is_default" in conf:
+            is_default = conf.pop("is_default")
+        for x in conf:
+            for y in conf[x].split("\n"):
+                if len(y) == 0:
                     continue
-                full = os.path.join(base, p) if base else os.path.join(yaml_dir, p)
-                full = os.path.normpath(full)
-                log(f"Adding extra search path {folder} {full}")
-                add_model_folder_path(folder, full, is_default)
+                full_path = y
+                if ERA == "current":
+                    if base_path:
+                        full_path = os.path.join(base_path, full_path)
+                    elif not os.path.isabs(full_path):
+                        full_path = os.path.abspath(os.path.join(yaml_dir, y))
+                    full_path = os.path.normpath(full_path)
+                elif base_path is not None:
+                    full_path = os.path.join(base_path, full_path)
+                elif ERA == "pre-b9d9bcb" and not os.path.isabs(full_path):
+                    full_path = os.path.abspath(os.path.join(yaml_dir, y))
+                log(f"Adding extra search path {x} {full_path}")
+                add_model_folder_path(x, full_path, is_default)

@@ -300,10 +300,11 @@ def load_custom_nodes(log, disabled=False, whitelist=()):
     NODE_CLASS_MAPPINGS; a failing import is logged and skipped, as ComfyUI does."""
     base = set(NODE_CLASS_MAPPINGS)
     times = []
+    # As nodes.py's init_external_custom_nodes: os.listdir(os.path.realpath(path)) of every
+    # custom_nodes path, a FileNotFoundError (ComfyUI does not start) when one is missing; a
+    # relative path is relative to the working directory.
     for root in folder_paths.get_folder_paths("custom_nodes"):
-        if not os.path.isdir(root):
-            continue
-        for entry in sorted(os.listdir(root)):
+        for entry in sorted(os.listdir(os.path.realpath(root))):
             path = os.path.join(root, entry)
             if entry == "__pycache__" or entry.endswith(".disabled"):
                 continue

@@ -788,6 +788,14 @@ def main(args):
     for group in args.extra_model_paths_config or []:
         for p in group:
             folder_paths.load_extra_path_config(p, log)
+    # As main.py's execute_prestartup_script: os.listdir of every custom_nodes path as
+    # configured (a relative one against the working directory); a missing one is fatal.
+    if not args.disable_all_custom_nodes or args.whitelist_custom_nodes:
+        for path in folder_paths.get_folder_paths("custom_nodes"):
+            for entry in os.listdir(path):
+                script = os.path.join(path, entry, "prestartup_script.py")
+                if not entry.endswith(".disabled") and os.path.isfile(script):
+                    log(f"stand-in: found prestartup script {script}")
     delay = float(os.environ.get("STANDIN_START_DELAY", "0") or 0)
     if delay:
         log(f"stand-in: slow start, sleeping {delay} s")
