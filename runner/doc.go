@@ -49,16 +49,18 @@
 // temp): --output-directory <state>/output, --input-directory <state>/input,
 // --temp-directory <state>/temp (ComfyUI uses <state>/temp/temp), --user-directory
 // <state>/user, --database-url sqlite:////<state>/user/comfyui.db, plus --listen, --port and
-// --disable-auto-launch. It launches <root>/bin/comfyui in its own process group (the kernel
-// kills it if this process dies). Custom nodes marked writable in the manifest are copied into
-// <state>/custom_nodes/<name> (again only when their store path changes; the copy records it
-// in .runpod-comfy-source); when a root has any, Start does not use the launcher but runs the
-// root's python (venv, else env COMFY_PYTHON, else python3) with <root>/comfyui/main.py and a
-// generated <state>/extra_model_paths.yaml whose model folders are the root's models/<dir> and
-// whose only custom_nodes folder is <state>/custom_nodes (copies of the writable nodes, links
-// to the others), so each node is loaded exactly once. Nodes no longer in the manifest are
-// renamed <name>.disabled (ComfyUI skips them; their data is kept). ModelsDir adds a generated
-// <state>/models_dir.yaml. Start returns when GET /prompt answers 200; a *StartError says
+// --disable-auto-launch. It runs the root's python (venv, else env COMFY_PYTHON, else
+// python3) on <root>/comfyui/main.py, as bin/comfyui does, in its own process group (the
+// kernel kills it if this process dies), with its working directory in the state dir and a
+// <state>/extra_model_paths.yaml written at every start with absolute paths only (the root's
+// models/<dir> and a custom_nodes folder when there is one), which every ComfyUI era reads
+// alike whatever the working directory (ComfyUI before b9d9bcb takes relative paths against
+// it). Custom nodes marked writable in the manifest are copied into <state>/custom_nodes/<name>
+// (again only when their store path changes; the copy records it in .runpod-comfy-source);
+// when a root has any, <state>/custom_nodes (copies of the writable nodes, links to the
+// others) is ComfyUI's only custom_nodes folder, so each node is loaded exactly once. Nodes
+// no longer in the manifest are renamed <name>.disabled (ComfyUI skips them; their data is
+// kept). ModelsDir adds a generated <state>/models_dir.yaml (absolute paths too). Start returns when GET /prompt answers 200; a *StartError says
 // whether the process exited early (errors.Is(err, ErrExited), with ExitCode) or did not answer
 // in time (errors.Is(err, ErrNotReady)), with the last lines of its log. The process is stopped
 // when ctx ends.

@@ -26,6 +26,29 @@
 // Custom nodes in the custom_nodes folders (the install's and those of every
 // --extra-model-paths-config file) are imported as ComfyUI does and may add nodes.
 //
+// # Folders, as strict as ComfyUI
+//
+// The path code re-implements ComfyUI's (comfyanonymous/ComfyUI), read in utils/extra_config.py
+// at 0c853f3 (between PR #5847 of December 2024 and b9d9bcb), main.py at 002f2be (2026, with
+// execute_prestartup_script), nodes.py's init_external_custom_nodes, main.py's loader of 2023
+// and 2024, and the change b9d9bcb (PR #6395, 2025-01-11) made to base_path:
+//
+//   - folder_paths.load_extra_path_config mirrors utils/extra_config.py's
+//     load_extra_path_config (before August 2024 main.py's) for the era STANDIN_COMFY_ERA
+//     names: "current" (b9d9bcb and later: relative base_path and relative entries against the
+//     yaml's directory, paths normalised), "pre-b9d9bcb" (relative entries without base_path
+//     against the yaml's directory, base_path joined as written) or "legacy" (before #5847:
+//     every relative path kept, so resolved against the working directory; no ~/$VAR
+//     expansion, is_default not a key). Values are split on newlines; an empty document fails.
+//   - folder_paths.add_model_folder_path keeps a path once (legacy: duplicates), as written.
+//   - the prestartup pass lists every custom_nodes path with os.listdir (main.py's
+//     execute_prestartup_script) and nodes.load_custom_nodes with
+//     os.listdir(os.path.realpath(path)) (nodes.py's init_external_custom_nodes): a missing
+//     folder is a FileNotFoundError and the stand-in does not start, as ComfyUI does not.
+//   - yaml_subset.py reads the YAML of these files as PyYAML's safe_load does, refusing what
+//     it does not know (the tests compare it with PyYAML when PyYAML is installed).
+//   - comfyui/custom_nodes exists, as in every ComfyUI checkout.
+//
 // # Behaviour kept from ComfyUI
 //
 // Routes (also under /api): POST and GET /prompt, GET and POST /queue, POST /interrupt,
@@ -48,4 +71,5 @@
 //	STANDIN_CRASH_ON=CLASS     exit with status 7 when a node of class CLASS starts
 //	STANDIN_DROP_WS=1          close the prompt's WebSocket right after execution_start
 //	STANDIN_IGNORE_SIGNALS=1   ignore SIGINT and SIGTERM (only SIGKILL stops it)
+//	STANDIN_COMFY_ERA=ERA      read extra_model_paths.yaml as ComfyUI of ERA does (above)
 package standin
