@@ -186,7 +186,18 @@ func (s *GCSSink) Put(ctx context.Context, o *Output) error {
 		return fmt.Errorf("gcs output: gs://%s/%s: %w", s.opts.Bucket, name, err)
 	}
 	o.URL = u
+	o.GCSPath = "gs://" + s.opts.Bucket + "/" + name
+	o.PublicURL = s.publicURL(name)
 	return nil
+}
+
+// publicURL is the https URL of object name in the bucket, as read when the bucket is public.
+func (s *GCSSink) publicURL(name string) string {
+	base := s.opts.PublicBaseURL
+	if base == "" {
+		base = "https://storage.googleapis.com"
+	}
+	return strings.TrimRight(base, "/") + "/" + s.opts.Bucket + "/" + escapeObject(name)
 }
 
 // upload writes one object with a CRC32C check, Retries+1 attempts in all.

@@ -34,6 +34,10 @@ type Output struct {
 	Text      string `json:"text,omitempty"`
 	Data      string `json:"data,omitempty"` // base64 sink
 	URL       string `json:"url,omitempty"`  // gcs sink
+	// GCSPath is gs://<bucket>/<object> and PublicURL the object's https URL
+	// (storage.googleapis.com, or the public base URL), set by the gcs sink.
+	GCSPath   string `json:"-"`
+	PublicURL string `json:"-"`
 	Path      string `json:"path,omitempty"` // file sink
 	Bytes     []byte `json:"-"`
 }

@@ -55,6 +55,9 @@ type ComfyOptions struct {
 	JobTimeout time.Duration
 	// ComfyOrgAPIKey is the default Comfy.org API key (COMFY_ORG_API_KEY).
 	ComfyOrgAPIKey string
+	// ResultFormat is the default result format of jobs (RUNPOD_COMFY_RESULT_FORMAT):
+	// ResultDefault, or ResultSeed to add the seed tool's output fields.
+	ResultFormat string
 	// Env, BaseEnv, ExtraArgs, ModelsDir, ReadyTimeout and StopTimeout are passed to
 	// runner.Start.
 	Env          map[string]string
@@ -381,6 +384,13 @@ func (h *ComfyHandler) handle(ctx context.Context, job *Job, progress ProgressFu
 	if in.GCSPrefix != "" {
 		gcsOpts.Prefix = in.GCSPrefix
 	}
+	format := in.ResultFormat
+	if format == "" {
+		format = h.o.ResultFormat
+	}
+	if format == ResultSeed && gcsOpts.Prefix == "" {
+		gcsOpts.Prefix = seedGCSPrefix // the seed tool's default
+	}
 	sinks := runner.SinkConfig{GCS: gcsOpts, S3: h.o.S3}
 	sinks.S3.Validate = false // once at start (cmd), not per job
 	kind, err := outputKind(mode)
@@ -471,6 +481,9 @@ func (h *ComfyHandler) handle(ctx context.Context, job *Job, progress ProgressFu
 		return fail("delivering outputs: "+err.Error(), base), nil
 	}
 	out.VersionID, out.PromptID = version, res.PromptID
+	if format == ResultSeed {
+		out.SeedOutput = seedOutput(out.OutputMode, res.Outputs, gcsOpts.Public)
+	}
 	timings["total_ms"] = ms(time.Since(t0))
 	out.Timings = timings
 	return Result{Output: out}, nil
@@ -629,6 +642,8 @@ type JobOutput struct {
 	// Errors are warnings (unused input fields, an upload instead of base64).
 	Errors  []string         `json:"errors,omitempty"`
 	Timings map[string]int64 `json:"timings"`
+	// SeedOutput holds the seed tool's fields, for result_format seed.
+	*SeedOutput
 }
 
 // outputKind looks a worker output mode up in runner's sink registry: one that returns the

@@ -47,7 +47,16 @@ type Input struct {
 	TimeoutS float64 `json:"timeout_s,omitempty"`
 	// ComfyOrgAPIKey is sent to ComfyUI as extra_data.api_key_comfy_org (API nodes).
 	ComfyOrgAPIKey string `json:"comfy_org_api_key,omitempty"`
+	// ResultFormat "seed" adds the seed tool's output fields (ResultSeed); empty means the
+	// worker's default (RUNPOD_COMFY_RESULT_FORMAT).
+	ResultFormat string `json:"result_format,omitempty"`
 }
+
+// Result formats: ours alone, or ours with the seed tool's fields beside it.
+const (
+	ResultDefault = "runpod-comfy"
+	ResultSeed    = "seed"
+)
 
 // InputImage is one input image of a job.
 type InputImage struct {
@@ -75,6 +84,7 @@ func (e *InputError) Unwrap() error { return e.Err }
 var knownFields = map[string]bool{
 	"version_id": true, "workflow": true, "workflow_url": true, "images": true, "input_images": true,
 	"output_mode": true, "gcs_bucket": true, "gcs_prefix": true, "timeout_s": true, "comfy_org_api_key": true,
+	"result_format": true, "models_dir": true,
 }
 
 // ParseInput decodes a job's input (an object, or a JSON string holding one), checks every
@@ -121,10 +131,21 @@ func ParseInput(raw json.RawMessage) (*Input, []string, error) {
 	for name, dst := range map[string]*string{
 		"version_id": &in.VersionID, "workflow_url": &in.WorkflowURL, "output_mode": &in.OutputMode,
 		"gcs_bucket": &in.GCSBucket, "gcs_prefix": &in.GCSPrefix, "comfy_org_api_key": &in.ComfyOrgAPIKey,
+		"result_format": &in.ResultFormat,
 	} {
 		if err := str(name, dst); err != nil {
 			return nil, nil, err
 		}
+	}
+	switch in.ResultFormat {
+	case "", ResultDefault, ResultSeed:
+	default:
+		return nil, nil, &InputError{Field: "result_format", Err: fmt.Errorf("%q is not %q or %q", in.ResultFormat, ResultDefault, ResultSeed)}
+	}
+	if v, ok := fields["models_dir"]; ok && string(v) != "null" {
+		// The seed tool pointed ComfyUI at another models directory per job. Here a version's
+		// models are fixed by its spec and lock: a job cannot change them.
+		return nil, nil, &InputError{Field: "models_dir", Err: errors.New("is not used by runpod-comfy: a version's models are fixed by its spec and lock and linked into ROOT/builds/comfy-<id>/models; remove models_dir from the job (to reuse the files of a models directory, set MODELS_DIR when building the version: they are adopted into the store, see docs/migrating.md)")}
 	}
 	if v, ok := fields["timeout_s"]; ok && string(v) != "null" {
 		if err := json.Unmarshal(v, &in.TimeoutS); err != nil || in.TimeoutS < 0 {

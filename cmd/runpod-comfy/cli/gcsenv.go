@@ -57,10 +57,15 @@ func gcsOptionsFromEnvironment(bucket, prefix string) (runner.GCSOptions, error)
 	}
 	if v := os.Getenv("GCS_SIGNED_URL_TTL"); v != "" {
 		sec, err := strconv.Atoi(v)
-		if err != nil || sec <= 0 {
-			return g, fmt.Errorf("GCS_SIGNED_URL_TTL=%q: want seconds", v)
+		if err != nil || sec < 0 {
+			return g, fmt.Errorf("GCS_SIGNED_URL_TTL=%q: want seconds (0: no signed URL)", v)
 		}
-		g.SignedURLTTL = time.Duration(sec) * time.Second
+		if sec == 0 {
+			// The seed tool's meaning: no signed URL; the object's plain https URL is given.
+			g.Public = true
+		} else {
+			g.SignedURLTTL = time.Duration(sec) * time.Second
+		}
 	}
 	if g.Endpoint != "" {
 		// An emulator: signed URLs point at it too.

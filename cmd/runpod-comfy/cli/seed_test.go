@@ -74,3 +74,23 @@ func TestSeedSettings(t *testing.T) {
 		t.Errorf("defaults: %+v", e)
 	}
 }
+
+// TestSeedGCSSignedURLTTL: GCS_SIGNED_URL_TTL=0 means no signed URL, as in the seed tool (it
+// was refused before); a positive value signs for that long; a negative one is refused.
+func TestSeedGCSSignedURLTTL(t *testing.T) {
+	t.Setenv("GCS_PUBLIC", "")
+	t.Setenv("GCS_SIGNED_URL_TTL", "0")
+	g, err := gcsOptionsFromEnvironment("b", "")
+	if err != nil || !g.Public {
+		t.Fatalf("TTL 0: public %v err %v", g.Public, err)
+	}
+	t.Setenv("GCS_SIGNED_URL_TTL", "90")
+	g, err = gcsOptionsFromEnvironment("b", "")
+	if err != nil || g.Public || g.SignedURLTTL.Seconds() != 90 {
+		t.Fatalf("TTL 90: %+v %v", g, err)
+	}
+	t.Setenv("GCS_SIGNED_URL_TTL", "-1")
+	if _, err := gcsOptionsFromEnvironment("b", ""); err == nil {
+		t.Fatal("TTL -1 accepted")
+	}
+}

@@ -157,6 +157,12 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	if err := checkServeEnvSeconds("RUNPOD_INIT_TIMEOUT"); err != nil {
 		return usageError(err)
 	}
+	resultFormat := os.Getenv("RUNPOD_COMFY_RESULT_FORMAT")
+	switch resultFormat {
+	case "", worker.ResultDefault, worker.ResultSeed:
+	default:
+		return usageError(fmt.Errorf("RUNPOD_COMFY_RESULT_FORMAT=%q: want %q (the seed tool's output fields beside ours) or %q", resultFormat, worker.ResultSeed, worker.ResultDefault))
+	}
 	wc, err := readWorkerComfyUISettings(o.APIPort != 0)
 	if err != nil {
 		return usageError(err)
@@ -239,6 +245,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 		ResponseLimit:  o.ResponseLimit,
 		JobTimeout:     o.JobTimeout,
 		ComfyOrgAPIKey: os.Getenv("COMFY_ORG_API_KEY"),
+		ResultFormat:   resultFormat,
 		ExtraArgs:      o.ComfyArgs,
 		ModelsDir:      o.ModelsDir,
 		ReadyTimeout:   o.ReadyTimeout,
