@@ -200,6 +200,7 @@ func TestEntrypoint(t *testing.T) {
 		{nil, nil, "args:serve"},
 		{[]string{"--version-id", "v1"}, nil, "args:serve --version-id v1"},
 		{[]string{"run-ui", "v1"}, nil, "args:run-ui v1"},
+		{[]string{"sh", "-c", "echo kept up"}, nil, "kept up"},
 		{nil, []string{"SERVE_API_LOCALLY=true"}, "args:serve --api-port 8000 --api-host 0.0.0.0"},
 	} {
 		cmd := exec.Command(script, c.args...)

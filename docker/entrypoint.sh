@@ -10,6 +10,8 @@ if [ "$#" -eq 0 ]; then
 fi
 case "$1" in
 -*) set -- serve "$@" ;;
+# A pod kept up for a shell (start command `sleep infinity`) or a shell itself.
+sleep | sh | bash) exec "$@" ;;
 esac
 
 # worker-comfyui compatibility: SERVE_API_LOCALLY=true serves the local test API on port 8000.

@@ -118,7 +118,7 @@
 //		Mime   string; Size int64; SHA256 string // hex
 //		Text   string `json:"text,omitempty"` // text outputs
 //		Data   string `json:"data,omitempty"` // Base64Sink
-//		URL    string `json:"url,omitempty"`  // GCSSink
+//		URL    string `json:"url,omitempty"`  // GCSSink, S3Sink
 //		Path   string `json:"path,omitempty"` // FileSink
 //		Bytes  []byte `json:"-"`              // the content, until delivered
 //	}
@@ -129,6 +129,23 @@
 //	func NewGCSSink(ctx context.Context, o GCSOptions) (*GCSSink, error) // sets URL
 //	func (s *GCSSink) ForJob(jobID string) Sink // objects under <prefix>/<jobID>/
 //	func (s *GCSSink) Close() error
+//	func NewS3Sink(ctx context.Context, o S3Options) (*S3Sink, error) // SigV4 (minio-go); sets a pre-signed URL
+//	func (s *S3Sink) ForJob(jobID string) Sink // objects under <prefix>/<jobID>/
+//	type S3Options struct {
+//		Endpoint, Bucket, Region string // https://<bucket>.s3.<region>.amazonaws.com, https://host/<bucket>, ...
+//		AccessKeyID, SecretAccessKey, SessionToken string
+//		Addressing string                // auto | path | virtual
+//		Prefix string; URLTTL time.Duration; PublicBaseURL string; Retries int
+//		Validate bool                    // NewS3Sink writes a probe object
+//		Transport http.RoundTripper
+//	}
+//
+// The sinks are looked up by name in one registry: LookupSink("s3") returns a SinkKind with
+// its Check (what settings are missing, no I/O) and Open; SinkKinds lists base64, file, gcs and
+// s3; ForJob narrows a JobSink to a job; CloseSink releases a sink's client.
+//
+//	type SinkConfig struct{ Dir string; GCS GCSOptions; S3 S3Options }
+//	type SinkKind struct{ Name string; Upload, Returned, Local bool; Check func(SinkConfig) error; Open func(context.Context, SinkConfig) (Sink, error) }
 //	type GCSOptions struct {
 //		Bucket, Prefix, Project string
 //		CredentialsFile string; CredentialsJSON []byte // a service account key also signs URLs
