@@ -20,6 +20,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 )
 
 // Client drives one ComfyUI over its HTTP and WebSocket API.
@@ -73,6 +75,9 @@ type RunOptions struct {
 	// ExtraData is sent as the prompt's extra_data (e.g. {"api_key_comfy_org": key}, which
 	// ComfyUI strips from history and queue).
 	ExtraData map[string]any
+	// ImageHTTP fetches Images given as URLs. Nil means netguard.NewClient(false): loopback,
+	// link-local and private addresses are refused, checked on the address dialled.
+	ImageHTTP *http.Client
 }
 
 // Progress is one event of a running job. Value and Max are the node's steps (progress
@@ -178,7 +183,7 @@ func (c *Client) Run(ctx context.Context, workflow json.RawMessage, opts RunOpti
 	}
 	tag := jobTag(res.PromptID)
 	for _, img := range opts.Images {
-		ref, err := c.uploadImage(ctx, img, tag)
+		ref, err := c.uploadImage(ctx, img, tag, opts.ImageHTTP)
 		if err != nil {
 			return nil, err
 		}
@@ -552,11 +557,14 @@ func excerpt(b []byte) string {
 
 // uploadImage writes one input image into ComfyUI's input directory as <dir>/<tag>-<base>
 // and returns the name the workflow must use.
-func (c *Client) uploadImage(ctx context.Context, img InputImage, tag string) (string, error) {
+func (c *Client) uploadImage(ctx context.Context, img InputImage, tag string, fetch *http.Client) (string, error) {
 	if err := CheckInputName(img.Name); err != nil {
 		return "", err
 	}
-	data, err := imageBytes(ctx, c.HTTP, img)
+	if fetch == nil {
+		fetch = netguard.NewClient(false)
+	}
+	data, err := imageBytes(ctx, fetch, img)
 	if err != nil {
 		return "", err
 	}

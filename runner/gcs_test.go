@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -220,5 +221,35 @@ func TestGCSRetries(t *testing.T) {
 	defer s0.Close()
 	if err := Deliver(ctx, testOutputs()[:1], s0); err == nil || !strings.Contains(err.Error(), "after 2 attempts") {
 		t.Errorf("with 1 retry: %v", err)
+	}
+}
+
+// TestGCSSinkWithoutCredentials: with no credentials anywhere (no key file, no gcloud
+// configuration, no metadata server), the sink cannot be made, so a run fails before it
+// starts; a key file that is missing or not a key is named.
+func TestGCSSinkWithoutCredentials(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("CLOUDSDK_CONFIG", filepath.Join(home, "gcloud"))
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
+	t.Setenv("GCE_METADATA_HOST", "")
+	t.Setenv("NO_GCE_CHECK", "true")
+	ctx := context.Background()
+	for name, o := range map[string]GCSOptions{
+		"none":           {Bucket: "outs"},
+		"none, public":   {Bucket: "outs", Public: true},
+		"missing file":   {Bucket: "outs", CredentialsFile: filepath.Join(home, "nope.json")},
+		"not a key":      {Bucket: "outs", CredentialsJSON: []byte(`{"type":"something_else"}`)},
+		"no signing key": {Bucket: "outs", CredentialsJSON: []byte(`{"type":"authorized_user","client_id":"x","client_secret":"y","refresh_token":"z"}`)},
+	} {
+		s, err := NewGCSSink(ctx, o)
+		if err == nil {
+			s.Close()
+			t.Errorf("%s: a sink without usable credentials was made", name)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "gcs output: ") {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/runner/standin"
 )
 
@@ -144,7 +145,12 @@ func TestRunInputImages(t *testing.T) {
 	// a URL
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(in) }))
 	defer srv.Close()
-	res, err = p.Run(context.Background(), wf, RunOptions{Images: []InputImage{{Name: "input.png", Image: srv.URL + "/in.png"}}})
+	// By default a loopback URL is refused before it is fetched; allowed, it is fetched.
+	_, err = p.Run(context.Background(), wf, RunOptions{Images: []InputImage{{Name: "input.png", Image: srv.URL + "/in.png"}}})
+	if !errors.Is(err, netguard.ErrRefused) || !strings.Contains(err.Error(), `input image "input.png"`) {
+		t.Fatalf("a loopback image URL by default: %v, want refused", err)
+	}
+	res, err = p.Run(context.Background(), wf, RunOptions{Images: []InputImage{{Name: "input.png", Image: srv.URL + "/in.png"}}, ImageHTTP: netguard.NewClient(true)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,7 +154,8 @@ func imageBytes(ctx context.Context, hc *http.Client, img InputImage) ([]byte, e
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("input image %q: fetching %s: HTTP %s", img.Name, redactURL(s), resp.Status)
+			// The status code only: the reason phrase is the server's text.
+			return nil, fmt.Errorf("input image %q: fetching %s: HTTP %d %s", img.Name, redactURL(s), resp.StatusCode, http.StatusText(resp.StatusCode))
 		}
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxInputImage+1))
 		if err != nil {

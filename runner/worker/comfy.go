@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -83,7 +84,9 @@ type ComfyOptions struct {
 	// TraceWebSocket logs every WebSocket frame from ComfyUI (worker-comfyui's
 	// WEBSOCKET_TRACE).
 	TraceWebSocket bool
-	// HTTPClient fetches workflow_url and image URLs; default http.DefaultClient.
+	// HTTPClient fetches a job's workflow_url and image URLs. The default,
+	// netguard.NewClient(false), refuses loopback, link-local (the cloud metadata service) and
+	// private addresses; cmd passes netguard.NewClient(true) when the worker allows them.
 	HTTPClient *http.Client
 	// Logger receives the handler's log lines; default slog.Default().
 	Logger *slog.Logger
@@ -136,7 +139,7 @@ func NewComfyHandler(o ComfyOptions) (*ComfyHandler, error) {
 		o.LogTailLines = 40
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = http.DefaultClient
+		o.HTTPClient = netguard.NewClient(false)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -413,6 +416,16 @@ func (h *ComfyHandler) handle(ctx context.Context, job *Job, progress ProgressFu
 		jctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	// An uploading sink (gcs, s3) is opened before the workflow runs: credentials, bucket
+	// name and URL signing are checked now, so that a job that could not deliver fails before
+	// it uses the GPU.
+	var pre runner.Sink
+	if !kind.Returned {
+		if pre, err = kind.Open(jctx, sinks); err != nil {
+			return fail(fmt.Sprintf("output_mode %s: %v", mode, err), base), nil
+		}
+		defer runner.CloseSink(pre)
+	}
 
 	ts := time.Now()
 	proc, err := h.ensure(jctx, version)
@@ -450,6 +463,7 @@ func (h *ComfyHandler) handle(ctx context.Context, job *Job, progress ProgressFu
 	tr := time.Now()
 	res, err := h.client(proc, job.ID).Run(jctx, workflow, runner.RunOptions{
 		Images:    images,
+		ImageHTTP: h.o.HTTPClient,
 		ExtraData: extra,
 		Exited:    proc.Exited(),
 		Progress: func(p runner.Progress) {
@@ -467,7 +481,7 @@ func (h *ComfyHandler) handle(ctx context.Context, job *Job, progress ProgressFu
 
 	// Deliver: as asked, and uploaded when base64 would be too large.
 	to := time.Now()
-	out, err := h.deliver(jctx, kind, sinks, job.ID, res.Outputs, warnings)
+	out, err := h.deliver(jctx, kind, sinks, pre, job.ID, res.Outputs, warnings)
 	timings["outputs_ms"] = ms(time.Since(to))
 	if err != nil {
 		var te *tooLargeError
@@ -676,7 +690,8 @@ func (e *tooLargeError) Error() string {
 
 // deliver hands the outputs to kind's sink. A returned (base64) result whose body would exceed
 // the response limit is uploaded instead, to the first uploading sink that cfg configures.
-func (h *ComfyHandler) deliver(ctx context.Context, kind runner.SinkKind, cfg runner.SinkConfig, jobID string, outs []*runner.Output, warnings []string) (*JobOutput, error) {
+// pre is kind's sink when it was opened before the run (an uploading kind), else nil.
+func (h *ComfyHandler) deliver(ctx context.Context, kind runner.SinkKind, cfg runner.SinkConfig, pre runner.Sink, jobID string, outs []*runner.Output, warnings []string) (*JobOutput, error) {
 	if kind.Returned {
 		sink, err := kind.Open(ctx, cfg)
 		if err != nil {
@@ -711,11 +726,14 @@ func (h *ComfyHandler) deliver(ctx context.Context, kind runner.SinkKind, cfg ru
 		}
 		kind = up
 	}
-	sink, err := kind.Open(ctx, cfg)
-	if err != nil {
-		return nil, err
+	sink := pre
+	if sink == nil {
+		var err error
+		if sink, err = kind.Open(ctx, cfg); err != nil {
+			return nil, err
+		}
+		defer runner.CloseSink(sink)
 	}
-	defer runner.CloseSink(sink)
 	if err := runner.Deliver(ctx, outs, runner.ForJob(sink, jobID)); err != nil {
 		return nil, err
 	}

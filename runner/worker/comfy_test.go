@@ -21,6 +21,7 @@ import (
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -84,6 +85,7 @@ func newComfyEnv(t *testing.T, limit int, edit ...func(*ComfyOptions)) *comfyEnv
 		ComfyLog:       testWriter{t},
 		Logger:         testLogger(t),
 		ReadyTimeout:   60 * time.Second,
+		HTTPClient:     netguard.NewClient(true), // the job URLs below are on loopback
 		Build: func(ctx context.Context, id string) error {
 			if id != "v3" {
 				return errors.New("no spec for " + id)
@@ -245,6 +247,20 @@ func TestComfyWorker(t *testing.T) {
 	if det, _ := body["output"].(map[string]any); det["prompt_id"] != nil {
 		t.Errorf("s3-none: the workflow was queued (prompt %v)", det["prompt_id"])
 	}
+	// gcs output that could not deliver (no key to sign URLs with, and URLs are not public):
+	// the job fails before its workflow runs, not after.
+	e.h.mu.Lock()
+	e.h.o.GCS.Public = false
+	e.h.mu.Unlock()
+	body = e.run("gcs-nokey", map[string]any{"workflow": saveWorkflow(0, 1), "output_mode": "gcs", "gcs_bucket": "outs"})
+	det, _ = body["output"].(map[string]any)
+	tm, _ := det["timings"].(map[string]any)
+	if msg, _ := body["error"].(string); !strings.Contains(msg, "gcs output") || !strings.Contains(msg, "GCS_PUBLIC=1") || tm["run_ms"] != nil || det["prompt_id"] != nil {
+		t.Errorf("gcs without a signing key: %s", truncate(mustJSON(body), 800))
+	}
+	e.h.mu.Lock()
+	e.h.o.GCS.Public = true
+	e.h.mu.Unlock()
 
 	// 9. A version that is not built and cannot be (the build hook fails), one that the
 	// build hook (--build-missing) builds inside the job, and workflow_url with input_images

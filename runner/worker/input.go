@@ -224,7 +224,8 @@ func decodeWorkflow(v json.RawMessage) (json.RawMessage, error) {
 	if len(v) > 0 && v[0] == '"' {
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
-			return nil, err
+			// Not err: a syntax error quotes the input (a fetched body).
+			return nil, errors.New("must be a JSON object in API format (or a JSON string holding one)")
 		}
 		v = bytes.TrimSpace([]byte(s))
 	}
@@ -261,7 +262,8 @@ func fetchWorkflow(ctx context.Context, hc *http.Client, u string) (json.RawMess
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching %s: %s", redactURL(u), resp.Status)}
+		// The status code only: the reason phrase is the server's text.
+		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching %s: HTTP %d %s", redactURL(u), resp.StatusCode, http.StatusText(resp.StatusCode))}
 	}
 	const limit = 20 << 20
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))

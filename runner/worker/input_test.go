@@ -3,12 +3,18 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 )
 
 func TestParseInput(t *testing.T) {
@@ -86,5 +92,87 @@ func TestFetchWorkflowRedactsQuery(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), addr+"/wf.json") {
 		t.Fatalf("error %q: want the URL without its query", err)
+	}
+}
+
+// guardedAllowing is the worker's default client, except that the one address allowed is
+// treated as public: it stands for a public server (only loopback exists in tests).
+func guardedAllowing(allowed string) *http.Client {
+	c := netguard.NewClient(false)
+	d := &net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
+		if address == allowed {
+			return nil
+		}
+		return netguard.Control(network, address, rc)
+	}}
+	c.Transport.(*http.Transport).DialContext = d.DialContext
+	return c
+}
+
+// TestFetchWorkflowRefusesPrivateAddresses: by default a workflow_url on loopback is refused
+// without being fetched, and so is a redirect to it from a server that is allowed; the
+// error names workflow_url and never holds the refused server's answer.
+func TestFetchWorkflowRefusesPrivateAddresses(t *testing.T) {
+	var hits atomic.Int32
+	private := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		rw.Write([]byte(`{"1": {"class_type": "metadata-secret", "inputs": {}}}`))
+	}))
+	defer private.Close()
+	public := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		http.Redirect(rw, r, private.URL+"/latest/meta-data?sig=s3cr3t", http.StatusFound)
+	}))
+	defer public.Close()
+	ctx := context.Background()
+
+	for name, c := range map[string]struct {
+		client *http.Client
+		url    string
+	}{
+		"direct":   {netguard.NewClient(false), private.URL + "/wf.json"},
+		"redirect": {guardedAllowing(strings.TrimPrefix(public.URL, "http://")), public.URL + "/wf.json"},
+	} {
+		_, err := fetchWorkflow(ctx, c.client, c.url)
+		var ie *InputError
+		if !errors.As(err, &ie) || ie.Field != "workflow_url" || !errors.Is(err, netguard.ErrRefused) {
+			t.Errorf("%s: %v, want a workflow_url error wrapping netguard.ErrRefused", name, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), "metadata-secret") || strings.Contains(err.Error(), "s3cr3t")) {
+			t.Errorf("%s: the error shows what it must not: %v", name, err)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the private server was reached %d times", n)
+	}
+	// The worker's setting allows it.
+	wf, err := fetchWorkflow(ctx, netguard.NewClient(true), private.URL+"/wf.json")
+	if err != nil || !strings.Contains(string(wf), "metadata-secret") {
+		t.Fatalf("allowed: %s %v", wf, err)
+	}
+}
+
+// TestFetchWorkflowShowsNoBody: a body that is not a workflow, or a status line with text of
+// the server's, reaches the error only as fixed words.
+func TestFetchWorkflowShowsNoBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/status":
+			// A raw response with a reason phrase of the server's choosing.
+			conn, buf, _ := rw.(http.Hijacker).Hijack()
+			buf.WriteString("HTTP/1.1 403 root:x:0:0:secret-line\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			buf.Flush()
+			conn.Close()
+		case "/string":
+			rw.Write([]byte(`"secret-line`))
+		default:
+			rw.Write([]byte(`secret-line {"nodes": 1}`))
+		}
+	}))
+	defer srv.Close()
+	for _, p := range []string{"/status", "/string", "/body"} {
+		_, err := fetchWorkflow(context.Background(), netguard.NewClient(true), srv.URL+p)
+		if err == nil || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: %v", p, err)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
 	"github.com/runpod-comfy/runpod-comfy/internal/inputfile"
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/lang"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 )
@@ -146,7 +147,8 @@ func runRunHandler(ctx context.Context, g *Globals, o *RunHandlerOptions, stdout
 		tty = true
 	}
 	start := runner.StartOptions{RuntimeRoot: rootDir, StateDir: runner.StateDir(g.Root, id), ModelsDir: o.ModelsDir, BaseEnv: comfyEnviron()}
-	run := runner.RunOptions{Images: images}
+	// --image URLs are the user's own, fetched as curl would: private addresses included.
+	run := runner.RunOptions{Images: images, ImageHTTP: netguard.NewClient(true)}
 	if g.Verbose {
 		start.Log = stderr
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
 	"github.com/runpod-comfy/runpod-comfy/internal/inputfile"
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/runner/worker"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -42,6 +43,9 @@ type ServeOptions struct {
 	ReadyTimeout  time.Duration
 	ShutdownGrace time.Duration
 	Quiet         bool
+	// AllowPrivateURLs lets jobs' workflow_url and image URLs reach loopback, link-local and
+	// private addresses (refused by default).
+	AllowPrivateURLs bool
 }
 
 const serveLong = `serve is a RunPod serverless worker (queue-based endpoint) for ComfyUI versions built in the
@@ -79,7 +83,8 @@ RUNPOD_PING_INTERVAL (ms), RUNPOD_AI_API_KEY, RUNPOD_POD_ID, RUNPOD_POD_HOSTNAME
 RUNPOD_INIT_TIMEOUT (s), COMFY_VERSION_NAME, OUTPUT_MODE, BUCKET_* (see run-handler --help), GCS_BUCKET, GCS_PREFIX, GCS_PROJECT
 (or GOOGLE_CLOUD_PROJECT), GCS_CREDENTIALS_FILE (or GOOGLE_APPLICATION_CREDENTIALS),
 GCS_CREDENTIALS_JSON, GCS_PUBLIC, GCS_PUBLIC_BASE_URL, GCS_SIGNED_URL_TTL, GCS_RETRIES,
-GCS_RETRY_BASE_SLEEP, GCS_VALIDATE, GCS_ENDPOINT, COMFY_ORG_API_KEY; for --build-missing also
+GCS_RETRY_BASE_SLEEP, GCS_VALIDATE, GCS_ENDPOINT, COMFY_ORG_API_KEY,
+RUNPOD_COMFY_ALLOW_PRIVATE_URLS, RUNPOD_COMFY_PASS_ENV; for --build-missing also
 those of build (HF_TOKEN, CIVITAI_API_TOKEN, GIT_TOKEN). See docs/runpod.md.`
 
 func newServeCmd(g *Globals) *cobra.Command {
@@ -114,7 +119,28 @@ func newServeCmd(g *Globals) *cobra.Command {
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", serveEnvSeconds("RUNPOD_INIT_TIMEOUT", 7*time.Minute), "how long ComfyUI may take to start (default $RUNPOD_INIT_TIMEOUT s, else 7m)")
 	f.DurationVar(&o.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long the job in hand may still run before it is failed")
 	f.BoolVar(&o.Quiet, "quiet-comfy", false, "do not copy ComfyUI's log to stderr")
+	f.BoolVar(&o.AllowPrivateURLs, "allow-private-urls", serveEnvBool(AllowPrivateURLsVar), "let jobs' workflow_url and image URLs reach loopback, link-local and private addresses (default $"+AllowPrivateURLsVar+", else refused)")
 	return cmd
+}
+
+// AllowPrivateURLsVar names the setting behind --allow-private-urls.
+const AllowPrivateURLsVar = "RUNPOD_COMFY_ALLOW_PRIVATE_URLS"
+
+// serveEnvBool returns $name read as a bool; a value that does not parse leaves false here and
+// is refused by checkServeEnvBool when serve runs.
+func serveEnvBool(name string) bool {
+	b, _ := strconv.ParseBool(os.Getenv(name))
+	return b
+}
+
+// checkServeEnvBool refuses a set $name that is not a bool.
+func checkServeEnvBool(name string) error {
+	if v := os.Getenv(name); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("%s=%q: want 1 or 0 (true or false)", name, v)
+		}
+	}
+	return nil
 }
 
 // serveEnv returns $name, else def.
@@ -153,6 +179,9 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	}
 	if o.TestInput != "" && o.APIPort != 0 {
 		return usageError(errors.New("--test-input and --api-port exclude each other"))
+	}
+	if err := checkServeEnvBool(AllowPrivateURLsVar); err != nil {
+		return usageError(err)
 	}
 	if err := checkServeEnvSeconds("RUNPOD_INIT_TIMEOUT"); err != nil {
 		return usageError(err)
@@ -256,6 +285,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 		LogLevel:           wc.LogLevel,
 		UnreachableTimeout: wc.Unreachable,
 		TraceWebSocket:     wc.TraceWebSocket,
+		HTTPClient:         netguard.NewClient(o.AllowPrivateURLs),
 	}
 	if !o.Quiet {
 		copts.ComfyLog = stderr
