@@ -136,17 +136,17 @@ func NewGCSSink(ctx context.Context, o GCSOptions) (*GCSSink, error) {
 	if o.Project != "" {
 		s.bucket = s.bucket.UserProject(o.Project)
 	}
+	if o.Validate {
+		if err := s.validate(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	// URLs are signed after the run: a sink that cannot sign fails now instead.
 	if !o.Public {
 		if _, err := s.objectURL(path.Join(o.Prefix, ".runpod-comfy-sign-check")); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("gcs output: %w; give a service account key (GOOGLE_APPLICATION_CREDENTIALS) or use public URLs (GCS_PUBLIC=1)", err)
-		}
-	}
-	if o.Validate {
-		if err := s.validate(ctx); err != nil {
-			c.Close()
-			return nil, err
 		}
 	}
 	return s, nil
