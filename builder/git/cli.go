@@ -38,7 +38,7 @@ func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule,
 		return nil, fmt.Errorf("%w: git ls-tree: %v: %s", ErrMirrorBroken, err, strings.TrimSpace(lsErr.String()))
 	}
 	type entry struct {
-		mode, hash, path string
+		mode, hash, path, rel string
 	}
 	var blobs []entry
 	var subs []submodule
@@ -68,7 +68,7 @@ func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule,
 			}
 			subs = append(subs, submodule{path: p, commit: f[2]})
 		case "100644", "100664", "100755", "120000":
-			blobs = append(blobs, entry{mode: f[0], hash: f[2], path: target})
+			blobs = append(blobs, entry{mode: f[0], hash: f[2], path: target, rel: p})
 		default:
 			return nil, fmt.Errorf("%s: unsupported file mode %s", p, f[0])
 		}
@@ -114,6 +114,9 @@ func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule,
 		if b.mode == "120000" {
 			t, err := io.ReadAll(io.LimitReader(r, size))
 			if err != nil {
+				return err
+			}
+			if err := checkSymlink(b.rel, string(t)); err != nil {
 				return err
 			}
 			return os.Symlink(string(t), b.path)

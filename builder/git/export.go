@@ -186,6 +186,9 @@ func writeTree(ctx context.Context, repo *gogit.Repository, tree *object.Tree, d
 			if err != nil {
 				return fmt.Errorf("%s: %w", path.Join(rel, e.Name), err)
 			}
+			if err := checkSymlink(path.Join(rel, e.Name), string(target)); err != nil {
+				return err
+			}
 			if err := os.Symlink(string(target), p); err != nil {
 				return err
 			}
@@ -197,6 +200,46 @@ func writeTree(ctx context.Context, repo *gogit.Repository, tree *object.Tree, d
 		default:
 			return fmt.Errorf("%s: unsupported file mode %v", path.Join(rel, e.Name), e.Mode)
 		}
+	}
+	return nil
+}
+
+// ErrSymlinkEscapes is wrapped by the error of a symlink that points outside its tree.
+var ErrSymlinkEscapes = errors.New("symlink points outside the tree")
+
+// checkSymlink refuses a symlink at rel (slash-separated, from the top of the tree) whose
+// target is absolute or leads out of the tree: a store object must not make ComfyUI read or
+// run files outside the store. ".." may only lead the target ("../lib/x.py"), never follow a
+// name ("a/../.."), so that the check on the target's text holds whatever the names it passes
+// through are (symlinks themselves, each checked the same way, lead only inside).
+func checkSymlink(rel, target string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%s: %w: -> %q (%s)", rel, ErrSymlinkEscapes, target, why)
+	}
+	if target == "" {
+		return bad("empty target")
+	}
+	if strings.HasPrefix(target, "/") {
+		return bad("an absolute path")
+	}
+	if strings.ContainsRune(target, 0) {
+		return bad("a NUL in the target")
+	}
+	up, names := 0, 0
+	for _, el := range strings.Split(target, "/") {
+		switch el {
+		case "", ".":
+		case "..":
+			if names > 0 {
+				return bad(`".." after a name`)
+			}
+			up++
+		default:
+			names++
+		}
+	}
+	if depth := strings.Count(rel, "/"); up > depth {
+		return bad("above the top of the tree")
 	}
 	return nil
 }

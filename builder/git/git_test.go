@@ -137,3 +137,50 @@ func TestCleanURLDropsCredentials(t *testing.T) {
 		t.Errorf("CleanURL kept credentials: %q", got)
 	}
 }
+
+func TestCheckSymlink(t *testing.T) {
+	for _, c := range []struct {
+		rel, target string
+		ok          bool
+	}{
+		{"run-link", "bin/run", true},
+		{"a/b/link", "../../x.py", true},
+		{"a/link", "./b/../c", false},
+		{"a/link", "../x", true},
+		{"link", "../x", false},
+		{"a/link", "../../x", false},
+		{"passwd", "/etc/passwd", false},
+		{"root", "/", false},
+		{"a/link", "b/../..", false},
+		{"a/link", "", false},
+		{"link", ".", true},
+	} {
+		err := checkSymlink(c.rel, c.target)
+		if (err == nil) != c.ok {
+			t.Errorf("checkSymlink(%q, %q) = %v, want ok=%v", c.rel, c.target, err, c.ok)
+		}
+	}
+}
+
+// A custom node whose tree holds an absolute symlink or one that leaves the tree is refused
+// by both exporters, with the file and the target named.
+func TestExportRefusesEscapingSymlinks(t *testing.T) {
+	for _, target := range []string{"/etc/passwd", "/", "../../outside", "lib/../../x"} {
+		dir := filepath.Join(t.TempDir(), "node")
+		os.MkdirAll(filepath.Join(dir, "lib"), 0o755)
+		gitCmd(t, dir, "init", "-q", "-b", "main")
+		os.WriteFile(filepath.Join(dir, "__init__.py"), []byte("\n"), 0o644)
+		os.Symlink(target, filepath.Join(dir, "lib", "evil"))
+		gitCmd(t, dir, "add", "-A")
+		gitCmd(t, dir, "commit", "-q", "-m", "evil")
+		commit := gitCmd(t, dir, "rev-parse", "HEAD")
+		for _, exp := range []string{ExportGoGit, ExportGitCLI} {
+			m := NewMirrors(filepath.Join(t.TempDir(), "git"), Credentials{})
+			m.Exporter = exp
+			err := m.Export(context.Background(), dir, commit, filepath.Join(t.TempDir(), "out"), ExportOptions{})
+			if !errors.Is(err, ErrSymlinkEscapes) || !strings.Contains(err.Error(), "lib/evil") || !strings.Contains(err.Error(), target) {
+				t.Errorf("%s, symlink to %q: %v", exp, target, err)
+			}
+		}
+	}
+}
