@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -126,7 +127,10 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 	default:
 		return nil, file, false, err
 	}
-	if old != nil && old.VersionID == opts.Spec.VersionID && old.SpecHash == specs.Hash(opts.Spec) && !opts.Update {
+	// A lock without the spec's env was written before the lock held it: resolve again (the
+	// pins are reused, without network) rather than build a root without the env.
+	if old != nil && old.VersionID == opts.Spec.VersionID && old.SpecHash == specs.Hash(opts.Spec) && !opts.Update &&
+		maps.Equal(old.Env, opts.Spec.Env) {
 		// The interpreter or its site-packages may have changed under an unchanged spec.
 		err := python.CheckLock(ctx, opts.Spec, old.Python, opts.Environ)
 		if err == nil {
@@ -302,7 +306,9 @@ func recordLock(lock *specs.Lock, plan *Plan, real *Realised, file string) error
 	}
 	set(&lock.Comfy, plan.Comfy)
 	for i := range lock.CustomNodes {
-		set(&lock.CustomNodes[i].GitLock, plan.Nodes[i])
+		if d := plan.node(lock.CustomNodes[i].Name); d != nil {
+			set(&lock.CustomNodes[i].GitLock, d)
+		}
 	}
 	if reflect.DeepEqual(before, lock) {
 		return nil
@@ -310,12 +316,7 @@ func recordLock(lock *specs.Lock, plan *Plan, real *Realised, file string) error
 	return lock.WriteFile(file)
 }
 
-func cloneLock(l *specs.Lock) *specs.Lock {
-	c := *l
-	c.CustomNodes = append([]specs.NodeLock(nil), l.CustomNodes...)
-	c.Models = append([]specs.ModelLock(nil), l.Models...)
-	return &c
-}
+func cloneLock(l *specs.Lock) *specs.Lock { return l.Clone() }
 
 // CheckRoot checks that ComfyUI and every custom node of lock are linked from the runtime
 // root at their pinned commits (the link exists, points at a valid git object whose content

@@ -28,6 +28,8 @@ func DiffSide(s *store.Store, label string, spec *specs.Spec, lock *specs.Lock) 
 	if spec == nil {
 		return side
 	}
+	side.SkipModels = spec.Options.SkipModels
+	side.SystemSitePackages = spec.Python != nil && spec.Python.SystemSitePackages
 	plan, err := NewPlan(spec, lock, PlanOptions{})
 	if err != nil || !s.Valid(plan.Root.Path) {
 		return side

@@ -25,7 +25,7 @@ type Plan struct {
 	Spec  *specs.Spec
 	Lock  *specs.Lock
 	Comfy *drv.Derivation
-	// Nodes are the custom nodes' sources in lock order.
+	// Nodes are the custom nodes' sources, sorted by node name (the lock's canonical order).
 	Nodes []*drv.Derivation
 	// Models are the model files (filled by the model kind).
 	Models []*drv.Derivation
@@ -37,7 +37,11 @@ type Plan struct {
 	All []*drv.Derivation
 
 	byPath map[store.Path]*drv.Derivation
+	byNode map[string]*drv.Derivation
 }
+
+// node returns the source derivation of the custom node called name, or nil.
+func (p *Plan) node(name string) *drv.Derivation { return p.byNode[name] }
 
 // add seals d and appends it to the graph, returning the derivation already in the graph
 // under the same store path, if any (so one object is built once).
@@ -54,12 +58,17 @@ func (p *Plan) add(d *drv.Derivation) (*drv.Derivation, error) {
 }
 
 // NewPlan builds the derivation graph of spec locked by lock, kind by kind. It does no I/O.
+// It plans from the canonical form of lock (specs.Lock.Canonicalize), so the graph and the
+// runtime root depend on what the lock holds, never on the order it holds it in; spec only
+// gives positions for messages and python.system_site_packages.
 func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error) {
 	if lock.VersionID != spec.VersionID {
 		return nil, fmt.Errorf("lock is for version %q, spec is %q", lock.VersionID, spec.VersionID)
 	}
-	p := &Plan{Spec: spec, Lock: lock, byPath: map[store.Path]*drv.Derivation{}}
-	root := newRootParams(spec, lock)
+	p := &Plan{Spec: spec, Lock: lock, byPath: map[store.Path]*drv.Derivation{}, byNode: map[string]*drv.Derivation{}}
+	lock = lock.Clone()
+	lock.Canonicalize()
+	root := newRootParams(lock)
 	root.SkipModels = opts.SkipModels || spec.Options.SkipModels
 
 	// Git sources: ComfyUI and every custom node.
@@ -91,6 +100,7 @@ func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error
 			return nil, err
 		}
 		p.Nodes = append(p.Nodes, d)
+		p.byNode[n.Name] = d
 		root.Link("custom_nodes/"+n.Name, d)
 		root.Manifest.CustomNodes = append(root.Manifest.CustomNodes, specs.ManifestNode{
 			Name: n.Name, Commit: n.Commit, StorePath: d.Path.String(), Writable: n.Writable,

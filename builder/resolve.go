@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
@@ -77,7 +78,7 @@ func (e *ResolveError) Error() string {
 
 func (e *ResolveError) Unwrap() error { return e.Err }
 
-// Resolve returns the lock of spec. Entries of old (may be nil) are reused when their spec
+// Resolve returns the lock of spec, in its canonical form (specs.Lock.Canonicalize). Entries of old (may be nil) are reused when their spec
 // entry is unchanged and not being updated, so only what changed needs the network; a spec
 // whose sources are pinned to full commits resolves without network.
 func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts ResolveOptions) (*specs.Lock, error) {
@@ -93,6 +94,7 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 		SpecHash:    specs.Hash(spec),
 		CustomNodes: []specs.NodeLock{},
 		Models:      []specs.ModelLock{},
+		Env:         maps.Clone(spec.Env),
 	}
 	if old != nil && old.VersionID != spec.VersionID {
 		old = nil
@@ -134,6 +136,9 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// The lock's order from here on, whatever the spec's: the Python requirements below are
+	// gathered in this order, and the lock read back from its file has it.
+	lock.Canonicalize()
 
 	// 2. Models: checksums from the spec, the source's metadata or a first download.
 	if len(spec.Models) > 0 {
@@ -159,7 +164,7 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 		return nil, err
 	}
 	lock.Python = py
-
+	lock.Canonicalize()
 	return lock, nil
 }
 

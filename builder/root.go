@@ -19,8 +19,9 @@ import (
 
 // RootLogicVersion is the root builder's logic version. 2: extra_model_paths.yaml written
 // by a YAML library and naming only directories the root has; bin/comfyui passes ComfyUI
-// absolute paths (for ComfyUI before b9d9bcb).
-const RootLogicVersion = 2
+// absolute paths (for ComfyUI before b9d9bcb). 3: the root is a function of the lock's
+// canonical form; its manifest has no spec_hash and takes env from the lock.
+const RootLogicVersion = 3
 
 // RootParams are the root derivation's parameters.
 type RootParams struct {
@@ -42,20 +43,18 @@ type RootLink struct {
 	Target string `json:"target"`
 }
 
-func newRootParams(spec *specs.Spec, lock *specs.Lock) *RootParams {
-	env := spec.Env
-	if len(env) == 0 {
-		env = nil
-	}
+// newRootParams starts the root of a canonical lock. Nothing of the spec goes in: the spec
+// hash would make a new root of every edit that changes no pin (a comment moved to a field,
+// a ref spelt as a commit), and env is in the lock.
+func newRootParams(lock *specs.Lock) *RootParams {
 	return &RootParams{
-		VersionID: spec.VersionID,
+		VersionID: lock.VersionID,
 		Manifest: specs.Manifest{
 			ManifestVersion: specs.ManifestVersion,
-			VersionID:       spec.VersionID,
-			SpecHash:        lock.SpecHash,
+			VersionID:       lock.VersionID,
 			CustomNodes:     []specs.ManifestNode{},
 			Models:          []specs.ManifestModel{},
-			Env:             env,
+			Env:             lock.Env,
 		},
 	}
 }

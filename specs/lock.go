@@ -21,6 +21,9 @@ type Lock struct {
 	CustomNodes []NodeLock  `json:"custom_nodes"`
 	Models      []ModelLock `json:"models"`
 	Python      *PythonLock `json:"python,omitempty"`
+	// Env is the spec's env, passed to ComfyUI by the runner through the runtime root's
+	// manifest. It is in the lock so that the root is a function of the lock alone.
+	Env map[string]string `json:"env,omitempty"`
 }
 
 // GitLock pins one git source.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -50,30 +51,32 @@ func ParseLock(data []byte) (*Lock, error) {
 	if err := dec.Decode(&l); err != nil {
 		return nil, fmt.Errorf("decoding lock: %w", err)
 	}
+	l.Canonicalize()
 	return &l, nil
 }
 
-// Marshal is the stable byte form of l: custom nodes sorted by name, models by target,
-// packages by name (then version), JSON indented with two spaces and ending in a newline.
-// l itself is not modified.
-func (l *Lock) Marshal() ([]byte, error) {
-	c := *l
-	if c.LockVersion == 0 {
-		c.LockVersion = LockVersion
+// Canonicalize puts l into its one canonical form, in place: custom nodes sorted by name,
+// models by target, packages by name (then version), system site-packages by name, and empty
+// lists and maps spelt one way (an empty env, requested_by or system_site_packages is nil;
+// an empty custom_nodes, models or packages is empty, not nil). Resolve and ParseLock return
+// canonical locks, so a lock in memory and the same lock read back from its file are equal,
+// and so is everything planned from them (docs/building.md, "One canonical form").
+func (l *Lock) Canonicalize() {
+	if l.LockVersion == 0 {
+		l.LockVersion = LockVersion
 	}
-	c.CustomNodes = slices.Clone(l.CustomNodes)
-	slices.SortStableFunc(c.CustomNodes, func(a, b NodeLock) int { return strings.Compare(a.Name, b.Name) })
-	c.Models = slices.Clone(l.Models)
-	slices.SortStableFunc(c.Models, func(a, b ModelLock) int { return strings.Compare(a.Target, b.Target) })
-	if c.CustomNodes == nil {
-		c.CustomNodes = []NodeLock{}
+	slices.SortStableFunc(l.CustomNodes, func(a, b NodeLock) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(l.Models, func(a, b ModelLock) int { return strings.Compare(a.Target, b.Target) })
+	if l.CustomNodes == nil {
+		l.CustomNodes = []NodeLock{}
 	}
-	if c.Models == nil {
-		c.Models = []ModelLock{}
+	if l.Models == nil {
+		l.Models = []ModelLock{}
 	}
-	if l.Python != nil {
-		p := *l.Python
-		p.Packages = slices.Clone(p.Packages)
+	if len(l.Env) == 0 {
+		l.Env = nil
+	}
+	if p := l.Python; p != nil {
 		slices.SortStableFunc(p.Packages, func(a, b PackageLock) int {
 			if c := strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)); c != 0 {
 				return c
@@ -83,17 +86,48 @@ func (l *Lock) Marshal() ([]byte, error) {
 		if p.Packages == nil {
 			p.Packages = []PackageLock{}
 		}
-		p.SystemSitePackages = slices.Clone(p.SystemSitePackages)
+		for i := range p.Packages {
+			if len(p.Packages[i].RequestedBy) == 0 {
+				p.Packages[i].RequestedBy = nil
+			}
+		}
 		slices.SortStableFunc(p.SystemSitePackages, func(a, b Distribution) int {
 			return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name))
 		})
+		if len(p.SystemSitePackages) == 0 {
+			p.SystemSitePackages = nil
+		}
+	}
+}
+
+// Clone returns a deep copy of l.
+func (l *Lock) Clone() *Lock {
+	c := *l
+	c.CustomNodes = slices.Clone(l.CustomNodes)
+	c.Models = slices.Clone(l.Models)
+	c.Env = maps.Clone(l.Env)
+	if l.Python != nil {
+		p := *l.Python
+		p.Packages = slices.Clone(p.Packages)
+		for i := range p.Packages {
+			p.Packages[i].RequestedBy = slices.Clone(p.Packages[i].RequestedBy)
+		}
+		p.SystemSitePackages = slices.Clone(p.SystemSitePackages)
 		c.Python = &p
 	}
+	return &c
+}
+
+// Marshal is the stable byte form of l: its canonical form (Canonicalize), JSON indented with
+// two spaces and ending in a newline. l itself is not modified.
+func (l *Lock) Marshal() ([]byte, error) {
+	c := l.Clone()
+	c.Canonicalize()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(&c); err != nil {
+	if err := enc.Encode(c); err != nil {
 		return nil, fmt.Errorf("encoding lock: %w", err)
 	}
 	return buf.Bytes(), nil

@@ -15,14 +15,14 @@ const ManifestVersion = 1
 type Manifest struct {
 	ManifestVersion int    `json:"manifest_version"`
 	VersionID       string `json:"version_id"`
-	SpecHash        string `json:"spec_hash"`
 
-	Comfy       ManifestComfy   `json:"comfy"`
+	Comfy ManifestComfy `json:"comfy"`
+	// CustomNodes are sorted by name, Models by target.
 	CustomNodes []ManifestNode  `json:"custom_nodes"`
 	Models      []ManifestModel `json:"models"`
 	// Venv is the venv's store path, empty when the version has none.
 	Venv string `json:"venv,omitempty"`
-	// Env is the spec's env, passed to ComfyUI by the runner.
+	// Env is the spec's env (from the lock), passed to ComfyUI by the runner.
 	Env map[string]string `json:"env,omitempty"`
 	// ModelsSkipped is true when the root was built with skip_models.
 	ModelsSkipped bool `json:"models_skipped,omitempty"`

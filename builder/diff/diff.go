@@ -7,8 +7,10 @@
 package diff
 
 import (
+	"fmt"
 	"sort"
 
+	"github.com/runpod-comfy/runpod-comfy/builder/model"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -20,6 +22,10 @@ type Side struct {
 	// Closure lists the store paths (base names) of the side's built runtime root and
 	// everything it references; empty when the side is not built.
 	Closure []string
+	// SkipModels and SystemSitePackages are the spec's options.skip_models and
+	// python.system_site_packages, which reach the runtime root without being in the lock;
+	// false for a side given as a lock file.
+	SkipModels, SystemSitePackages bool
 }
 
 // Objects tells sizes and presence of store objects; the store implements it.
@@ -57,13 +63,39 @@ type Report struct {
 
 	Models []ModelChange `json:"models"`
 
+	// Env are the env variables added, removed or changed (sorted by name).
+	Env []EnvChange `json:"env"`
+	// Settings are the other inputs of the runtime root that changed, sorted by field:
+	// "custom_nodes.<name>.writable", "custom_nodes.<name>.submodules",
+	// "models.<target>.file" (the store name of the same bytes), "models.<target>.size",
+	// "python.installer", "python.system_site_packages",
+	// "python.site_packages.<distribution>", "options.skip_models".
+	Settings []SettingChange `json:"settings"`
+
 	Size SizeChange `json:"size"`
+}
+
+// EnvChange is one env variable added, removed or changed.
+type EnvChange struct {
+	Name   string `json:"name"`
+	Change string `json:"change"` // added | removed | changed
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
+}
+
+// SettingChange is one other input of the runtime root that changed; From or To is empty
+// when the setting is absent on that side.
+type SettingChange struct {
+	Field string `json:"field"`
+	From  string `json:"from"`
+	To    string `json:"to"`
 }
 
 // Empty reports whether the two sides are the same in every compared respect.
 func (r *Report) Empty() bool {
 	return r.Comfy == nil && len(r.NodesAdded) == 0 && len(r.NodesRemove) == 0 &&
-		len(r.NodesMoved) == 0 && r.Python == nil && len(r.Packages) == 0 && len(r.Models) == 0
+		len(r.NodesMoved) == 0 && r.Python == nil && len(r.Packages) == 0 && len(r.Models) == 0 &&
+		len(r.Env) == 0 && len(r.Settings) == 0
 }
 
 // CommitChange is a git source that moved. Distance is the number of commits from From to To
@@ -125,10 +157,12 @@ type SizeChange struct {
 	Known      bool  `json:"known"`
 }
 
-// Compare returns what changed from a to b.
+// Compare returns what changed from a to b: every input of the runtime root (a report is
+// Empty only when the two sides build the same root, version id aside).
 func Compare(a, b Side, opts Options) *Report {
 	r := &Report{A: a.Label, B: b.Label, NodesAdded: []Node{}, NodesRemove: []Node{},
-		NodesMoved: []NodeChange{}, Packages: []PackageChange{}, Models: []ModelChange{}}
+		NodesMoved: []NodeChange{}, Packages: []PackageChange{}, Models: []ModelChange{},
+		Env: []EnvChange{}, Settings: []SettingChange{}}
 	la, lb := a.Lock, b.Lock
 	if la.Comfy.Commit != lb.Comfy.Commit || la.Comfy.Repo != lb.Comfy.Repo {
 		r.Comfy = commitChange(la.Comfy, lb.Comfy, opts.History)
@@ -136,8 +170,85 @@ func Compare(a, b Side, opts Options) *Report {
 	compareNodes(r, la, lb, opts.History)
 	comparePython(r, la, lb)
 	compareModels(r, la, lb)
+	compareEnv(r, la.Env, lb.Env)
+	compareSettings(r, a, b)
 	r.Size = compareSize(a, b, opts.Objects)
 	return r
+}
+
+func compareEnv(r *Report, a, b map[string]string) {
+	for k, v := range b {
+		old, ok := a[k]
+		switch {
+		case !ok:
+			r.Env = append(r.Env, EnvChange{Name: k, Change: "added", To: v})
+		case old != v:
+			r.Env = append(r.Env, EnvChange{Name: k, Change: "changed", From: old, To: v})
+		}
+	}
+	for k, v := range a {
+		if _, ok := b[k]; !ok {
+			r.Env = append(r.Env, EnvChange{Name: k, Change: "removed", From: v})
+		}
+	}
+	sort.Slice(r.Env, func(i, j int) bool { return r.Env[i].Name < r.Env[j].Name })
+}
+
+// compareSettings reports the inputs of the runtime root that the sections above do not:
+// node flags, a model's store name and size, the installer and the system site-packages,
+// skip_models.
+func compareSettings(r *Report, a, b Side) {
+	set := func(field string, from, to any) {
+		f, t := fmt.Sprint(from), fmt.Sprint(to)
+		if f != t {
+			r.Settings = append(r.Settings, SettingChange{Field: field, From: f, To: t})
+		}
+	}
+	la, lb := a.Lock, b.Lock
+	an := map[string]specs.NodeLock{}
+	for _, n := range la.CustomNodes {
+		an[n.Name] = n
+	}
+	for _, n := range lb.CustomNodes {
+		if o, ok := an[n.Name]; ok {
+			set("custom_nodes."+n.Name+".writable", o.Writable, n.Writable)
+			set("custom_nodes."+n.Name+".submodules", o.Submodules, n.Submodules)
+		}
+	}
+	am := map[string]specs.ModelLock{}
+	for _, m := range la.Models {
+		am[m.Target] = m
+	}
+	for _, m := range lb.Models {
+		if o, ok := am[m.Target]; ok && o.Checksum == m.Checksum {
+			set("models."+m.Target+".file", model.ObjectName(o), model.ObjectName(m))
+			set("models."+m.Target+".size", o.Size, m.Size)
+		}
+	}
+	pa, pb := la.Python, lb.Python
+	if pa != nil && pb != nil {
+		set("python.installer", pa.Installer, pb.Installer)
+	}
+	set("python.system_site_packages", a.SystemSitePackages && pa != nil, b.SystemSitePackages && pb != nil)
+	if a.SystemSitePackages && b.SystemSitePackages && pa != nil && pb != nil {
+		sa, sb := map[string]string{}, map[string]string{}
+		for _, d := range pa.SystemSitePackages {
+			sa[normName(d.Name)] = d.Version
+		}
+		for _, d := range pb.SystemSitePackages {
+			sb[normName(d.Name)] = d.Version
+		}
+		for k, v := range sb {
+			set("python.site_packages."+k, sa[k], v)
+		}
+		for k, v := range sa {
+			if _, ok := sb[k]; !ok {
+				set("python.site_packages."+k, v, "")
+			}
+		}
+	}
+	set("options.skip_models", a.SkipModels && len(la.Models) > 0, b.SkipModels && len(lb.Models) > 0)
+	sort.Slice(r.Settings, func(i, j int) bool { return r.Settings[i].Field < r.Settings[j].Field })
 }
 
 func commitChange(a, b specs.GitLock, h History) *CommitChange {
@@ -207,7 +318,7 @@ func comparePython(r *Report, la, lb *specs.Lock) {
 				ch = "downgraded"
 			}
 			r.Packages = append(r.Packages, PackageChange{Name: p.Name, Change: ch, From: old.Version, To: p.Version})
-		case old.SHA256 != p.SHA256:
+		case old.SHA256 != p.SHA256 || old.Filename != p.Filename:
 			r.Packages = append(r.Packages, PackageChange{Name: p.Name, Change: "changed", From: old.Version, To: p.Version})
 		}
 	}

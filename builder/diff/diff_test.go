@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -61,6 +62,7 @@ func lockA() *specs.Lock {
 				{Name: "Pillow", Version: "10.0.0", SHA256: "p1"},
 			},
 		},
+		Env: map[string]string{"HF_HOME": "/workspace/hf", "COMFY_LOG": "info"},
 	}
 }
 
@@ -70,7 +72,7 @@ func lockB() *specs.Lock {
 	l.Comfy.Commit = "4444444444444444444444444444444444444444"
 	l.Comfy.StorePath = "fff-comfyui"
 	l.CustomNodes = []specs.NodeLock{
-		{Name: "impact", GitLock: specs.GitLock{Repo: "https://example.com/impact.git", Commit: "5555555555555555555555555555555555555555", StorePath: "ggg-impact"}},
+		{Name: "impact", GitLock: specs.GitLock{Repo: "https://example.com/impact.git", Commit: "5555555555555555555555555555555555555555", StorePath: "ggg-impact"}, Writable: true},
 		{Name: "new-node", GitLock: specs.GitLock{Repo: "https://example.com/new.git", Commit: "6666666666666666666666666666666666666666", StorePath: "hhh-new-node"}},
 	}
 	l.Models = []specs.ModelLock{
@@ -86,6 +88,7 @@ func lockB() *specs.Lock {
 			{Name: "requests", Version: "2.31.0", SHA256: "r1"},
 		},
 	}
+	l.Env = map[string]string{"HF_HOME": "/runpod-volume/hf", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
 	return l
 }
 
@@ -117,6 +120,12 @@ func TestCompare(t *testing.T) {
 			{Target: "loras/style.safetensors", Change: "removed", FromChecksum: "sha256:" + sixtyFour('b'), FromSize: 200},
 			{Target: "vae/vae.safetensors", Change: "added", ToChecksum: "sha256:" + sixtyFour('d'), ToSize: 300},
 		},
+		Env: []EnvChange{
+			{Name: "COMFY_LOG", Change: "removed", From: "info"},
+			{Name: "HF_HOME", Change: "changed", From: "/workspace/hf", To: "/runpod-volume/hf"},
+			{Name: "PYTORCH_CUDA_ALLOC_CONF", Change: "added", To: "expandable_segments:True"},
+		},
+		Settings: []SettingChange{{Field: "custom_nodes.impact.writable", From: "false", To: "true"}},
 		// B: fff 110 + ggg 12 in the store; hhh unknown; iii 1500 and jjj 300 known from the lock, new.
 		Size: SizeChange{TotalA: 1330, TotalB: 1922, Delta: 592, NewToStore: 1800, Known: false},
 	}
@@ -127,6 +136,40 @@ func TestCompare(t *testing.T) {
 	same := Compare(Side{Label: "v1", Lock: lockA()}, Side{Label: "v1 again", Lock: lockA()}, Options{Objects: objs})
 	if !same.Empty() {
 		t.Errorf("a lock compared with itself is not empty: %+v", same)
+	}
+
+	// Two versions that differ only in env are not "no changes" (they build other roots).
+	envOnly := lockA()
+	envOnly.Env = map[string]string{"HF_HOME": "/workspace/hf"}
+	r = Compare(Side{Label: "v1", Lock: lockA()}, Side{Label: "v1-env", Lock: envOnly}, Options{})
+	if r.Empty() || len(r.Env) != 1 || r.Env[0].Name != "COMFY_LOG" || r.Env[0].Change != "removed" {
+		t.Errorf("env-only change: %+v", r.Env)
+	}
+}
+
+// TestCompareSettings covers the root inputs outside the sections: a model's store name and
+// size for the same bytes, the installer, the system site-packages and skip_models.
+func TestCompareSettings(t *testing.T) {
+	a, b := lockA(), lockA()
+	a.Models[0].StorePath = strings.Repeat("0", 32) + "-base.safetensors"
+	b.Models[0].StorePath = strings.Repeat("1", 32) + "-renamed.safetensors"
+	b.Models[1].Size = 0
+	b.CustomNodes[1].Submodules = true
+	a.Python.Installer, b.Python.Installer = "pip 24.0", "pip 25.1"
+	a.Python.SystemSitePackages = []specs.Distribution{{Name: "torch", Version: "2.5.1"}}
+	b.Python.SystemSitePackages = []specs.Distribution{{Name: "Torch", Version: "2.6.0"}, {Name: "triton", Version: "3.0.0"}}
+	r := Compare(Side{Label: "a", Lock: a, SystemSitePackages: true}, Side{Label: "b", Lock: b, SystemSitePackages: true, SkipModels: true}, Options{})
+	want := []SettingChange{
+		{Field: "custom_nodes.old-node.submodules", From: "false", To: "true"},
+		{Field: "models.checkpoints/base.safetensors.file", From: "base.safetensors", To: "renamed.safetensors"},
+		{Field: "models.loras/style.safetensors.size", From: "200", To: "0"},
+		{Field: "options.skip_models", From: "false", To: "true"},
+		{Field: "python.installer", From: "pip 24.0", To: "pip 25.1"},
+		{Field: "python.site_packages.torch", From: "2.5.1", To: "2.6.0"},
+		{Field: "python.site_packages.triton", From: "", To: "3.0.0"},
+	}
+	if d := cmp.Diff(want, r.Settings); d != "" {
+		t.Errorf("settings (-want +got):\n%s", d)
 	}
 }
 

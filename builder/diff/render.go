@@ -63,6 +63,21 @@ func (r *Report) WriteText(w io.Writer) error {
 			line("~ %s %s -> %s (%s -> %s)", m.Target, short(m.FromChecksum), short(m.ToChecksum), HumanSize(m.FromSize), HumanSize(m.ToSize))
 		}
 	}
+	section = "env"
+	for _, e := range r.Env {
+		switch e.Change {
+		case "added":
+			line("+ %s=%q", e.Name, e.To)
+		case "removed":
+			line("- %s", e.Name)
+		default:
+			line("~ %s %q -> %q", e.Name, e.From, e.To)
+		}
+	}
+	section = "settings"
+	for _, c := range r.Settings {
+		line("~ %s %s -> %s", c.Field, orNone(c.From), orNone(c.To))
+	}
 	s := r.Size
 	approx := ""
 	if !s.Known {
@@ -124,3 +139,10 @@ func abs(n int64) int64 {
 // HumanSize formats a byte count with binary units: 0 B, 512 B, 1.5 KiB, 6.5 GiB
 // (progress.FormatBytes).
 func HumanSize(n int64) string { return progress.FormatBytes(n) }
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

@@ -76,7 +76,6 @@ func WriteRoot(dir string, o RootOptions) error {
 	m := specs.Manifest{
 		ManifestVersion: specs.ManifestVersion,
 		VersionID:       o.VersionID,
-		SpecHash:        "sha256:standin",
 		Comfy:           specs.ManifestComfy{Commit: "standin", StorePath: "standin-comfyui", Flags: o.Flags},
 		Env:             o.Env,
 		CustomNodes:     []specs.ManifestNode{},

@@ -61,7 +61,7 @@ func buildVersion(st *store.Store, id string, env map[string]string) (store.Path
 		return store.Path{}, err
 	}
 	m := specs.Manifest{
-		ManifestVersion: specs.ManifestVersion, VersionID: id, SpecHash: "test",
+		ManifestVersion: specs.ManifestVersion, VersionID: id,
 		Comfy: specs.ManifestComfy{Commit: strings.Repeat("0", 40), StorePath: comfy.String(), Flags: standinFlags},
 		Env:   env,
 	}
