@@ -50,6 +50,7 @@ var (
 	ErrNotRepository  = errors.New("not a git repository")
 	ErrUnknownRef     = errors.New("unknown ref")
 	ErrCommitNotFound = errors.New("commit not found on the remote (force-pushed away or never pushed?)")
+	ErrCorrupt        = errors.New("remote repository is corrupt or incomplete")
 )
 
 // Error is a failed git operation on one remote.
@@ -192,11 +193,43 @@ func classify(u string, err error) error {
 		return err
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
 		return fmt.Errorf("%w: the remote repository is empty", ErrUnknownRef)
+	case errors.Is(err, plumbing.ErrObjectNotFound) || remoteCorrupt(err.Error()):
+		return fmt.Errorf("%w: %s: the remote answered but could not send every object the commit needs; "+
+			"repair or re-push the repository (git fsck on the server), or point the spec at a sound copy", ErrCorrupt, cleanMessage(err.Error()))
 	}
 	if localPath(u) != "" && strings.Contains(err.Error(), "not appear to be a git repository") {
-		return fmt.Errorf("%w: %v", ErrNotRepository, err)
+		return fmt.Errorf("%w: %s", ErrNotRepository, cleanMessage(err.Error()))
 	}
-	return fmt.Errorf("%w: %v", ErrUnreachable, err)
+	return fmt.Errorf("%w: %s", ErrUnreachable, cleanMessage(err.Error()))
+}
+
+// corruptSigns are what git servers (git-upload-pack, go-git) say when a repository lacks
+// objects its refs point at.
+var corruptSigns = []string{
+	"repository corruption", "missing blob", "missing tree", "missing commit", "bad object",
+	"object not found", "did not send all necessary objects", "unable to read", "pack-objects died",
+	"invalid index-pack output", "failed to traverse parents", "is corrupt",
+}
+
+func remoteCorrupt(msg string) bool {
+	msg = strings.ToLower(msg)
+	for _, s := range corruptSigns {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanMessage drops the control characters (a NUL ending a sideband packet, escapes) a
+// remote's message may carry, and trims it.
+func cleanMessage(s string) string {
+	return strings.TrimRight(strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s), " \n\t.")
 }
 
 // Ref is one remote reference and the commit it points at (peeled for annotated tags).
