@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -332,6 +333,67 @@ func (e *ResolutionError) Error() string {
 	return b.String()
 }
 
+// IndexUnreachableError is a resolution that failed because pip could not reach a package
+// index: what pip found missing is missing because of the network, not because no such
+// file exists.
+type IndexUnreachableError struct {
+	// Pip are pip's own network errors (at most three, object addresses and credentials
+	// removed).
+	Pip []string
+	// Resolution is the failure pip reported after the network errors.
+	Resolution *ResolutionError
+}
+
+func (e *IndexUnreachableError) Error() string {
+	var b strings.Builder
+	b.WriteString("resolving Python requirements failed: pip could not reach the package index")
+	for _, l := range e.Pip {
+		b.WriteString("\n  pip: " + l)
+	}
+	var names []string
+	for _, m := range e.Resolution.Missing {
+		names = append(names, m.Requirement)
+	}
+	if len(names) > 0 {
+		fmt.Fprintf(&b, "\n  so it found no file for %s (the index was not read: this does not mean there is none)", strings.Join(names, ", "))
+	}
+	b.WriteString("\n  ways out: check the network, a proxy (HTTPS_PROXY) or python.index_url;" +
+		" give a folder of wheels with python.find_links;" +
+		" copy a wheel cache (ROOT/cache/runpod-comfy/pip) filled on a machine with network;" +
+		" or build with --offline (options.offline), which resolves from python.find_links only")
+	return b.String()
+}
+
+// Unwrap returns the resolution failure pip reported.
+func (e *IndexUnreachableError) Unwrap() error { return e.Resolution }
+
+var (
+	// networkSigns are what pip (urllib3, requests) prints when it cannot reach an index.
+	networkSigns = []string{
+		"after connection broken by", "Could not fetch URL", "Failed to establish a new connection",
+		"Max retries exceeded", "NewConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+		"ProxyError", "SSLError", "Temporary failure in name resolution", "Name or service not known",
+		"Connection refused", "Network is unreachable",
+	}
+	objectAddr = regexp.MustCompile(`<[^<>]* object at 0x[0-9a-fA-F]+>:? ?`)
+	urlCreds   = regexp.MustCompile(`://[^/\s:@]+(:[^/\s@]*)?@`)
+)
+
+// networkLine returns pip's output line cleaned when it reports a network failure, else "".
+func networkLine(line string) string {
+	for _, sign := range networkSigns {
+		if strings.Contains(line, sign) {
+			line = objectAddr.ReplaceAllString(line, "")
+			line = urlCreds.ReplaceAllString(line, "://")
+			if len(line) > 400 {
+				line = line[:400] + "..."
+			}
+			return line
+		}
+	}
+	return ""
+}
+
 // String is one line of the report: `node "A" wants numpy<2 (custom_nodes/A/requirements.txt:3)`.
 func (w Want) String() string {
 	verb := "wants"
@@ -418,8 +480,12 @@ func explain(output string, requires, constraints []Requirement, reqPath, consPa
 		}
 	}
 	inCause := false
+	var network []string
 	for _, raw := range strings.Split(output, "\n") {
 		line := strings.TrimSpace(raw)
+		if n := networkLine(line); n != "" && !slices.Contains(network, n) && len(network) < 3 {
+			network = append(network, n)
+		}
 		if strings.HasPrefix(line, "The conflict is caused by:") {
 			inCause = true
 			continue
@@ -473,6 +539,9 @@ func explain(output string, requires, constraints []Requirement, reqPath, consPa
 	}
 	for _, name := range order {
 		e.Conflicts = append(e.Conflicts, *conflicts[name])
+	}
+	if len(network) > 0 && len(e.Conflicts) == 0 {
+		return &IndexUnreachableError{Pip: network, Resolution: e}
 	}
 	if len(e.Installer) == 0 {
 		// No ERROR line: keep the last lines of the output so the cause is not lost.
