@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -41,13 +42,18 @@ type GCItem struct {
 // GCPlan is what a GC will delete, computed by PlanGC while holding the GC lease. It is
 // printable (--dry-run) and executed by Execute.
 type GCPlan struct {
-	Start       time.Time `json:"start"`
-	Grace       string    `json:"grace"`
-	Live        int       `json:"live"`        // objects kept
-	Objects     []GCItem  `json:"objects"`     // referrers first
-	Debris      []GCItem  `json:"debris"`      // objects without metadata, stages, trash
-	Generations []GCItem  `json:"generations"` // generation links pruned
-	Total       int64     `json:"total"`       // bytes the plan frees (objects by NAR size, debris on disk)
+	Start time.Time `json:"start"`
+	Grace string    `json:"grace"`
+	Live  int       `json:"live"` // objects kept
+	// GraceKept and GraceKeptSize count the objects kept only because of the grace window:
+	// registered after Start minus Grace, or reached only from such an object. A GC with a
+	// shorter grace (--grace 0) collects those no root reaches.
+	GraceKept     int      `json:"grace_kept"`
+	GraceKeptSize int64    `json:"grace_kept_size"`
+	Objects       []GCItem `json:"objects"`     // referrers first
+	Debris        []GCItem `json:"debris"`      // objects without metadata, stages, trash
+	Generations   []GCItem `json:"generations"` // generation links pruned
+	Total         int64    `json:"total"`       // bytes the plan frees (objects by NAR size, debris on disk)
 	// Unreadable are objects whose metadata cannot be read: gc keeps them, since it cannot
 	// judge them (store verify reports them; a build that needs one makes it again).
 	Unreadable []GCKept `json:"unreadable,omitempty"`
@@ -144,8 +150,12 @@ func (p *GCPlan) plan(ctx context.Context) error {
 		return fmt.Errorf("gc: %w", err)
 	}
 	cutoff := p.cutoff()
+	rooted := slices.Clone(roots)
 	for path, m := range metas {
-		if m.CreatedAt.After(cutoff) || leaseDigests[path.Digest()] {
+		if leaseDigests[path.Digest()] {
+			rooted = append(rooted, path)
+			roots = append(roots, path)
+		} else if m.CreatedAt.After(cutoff) {
 			roots = append(roots, path)
 		}
 	}
@@ -154,6 +164,13 @@ func (p *GCPlan) plan(ctx context.Context) error {
 	}
 	live := s.mark(roots, metas)
 	p.Live = len(live)
+	withoutGrace := s.mark(rooted, metas)
+	for path := range live {
+		if !withoutGrace[path] {
+			p.GraceKept++
+			p.GraceKeptSize += metas[path].NarSize
+		}
+	}
 	var dead []Path
 	for path := range metas {
 		if !live[path] {

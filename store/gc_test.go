@@ -65,6 +65,18 @@ func TestGCPlanExecute(t *testing.T) {
 	if len(plan.Objects) != 0 {
 		t.Errorf("grace ignored: %v", plan.Objects)
 	}
+	// The plan says what the grace window keeps: the unreachable g1 and g2, and only them.
+	var gSize int64
+	for _, g := range []Path{g1, g2} {
+		m, err := s.Meta(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gSize += m.NarSize
+	}
+	if plan.GraceKept != 2 || plan.GraceKeptSize != gSize {
+		t.Errorf("grace kept %d objects (%d bytes), want 2 (%d bytes)", plan.GraceKept, plan.GraceKeptSize, gSize)
+	}
 	if _, err := s.PlanGC(ctx, GCOptions{}); err == nil || !strings.Contains(err.Error(), "another GC is running") {
 		t.Errorf("second GC: %v", err)
 	}
@@ -76,6 +88,9 @@ func TestGCPlanExecute(t *testing.T) {
 	}
 	if len(plan.Objects) != 2 || plan.Objects[0].Path != g1.String() || plan.Objects[1].Path != g2.String() {
 		t.Fatalf("plan objects (referrers first) = %+v", plan.Objects)
+	}
+	if plan.GraceKept != 0 {
+		t.Errorf("no grace, but %d objects kept by it", plan.GraceKept)
 	}
 	if plan.Live != 6 || len(plan.Debris) != 3 || plan.Total <= 0 {
 		t.Errorf("plan live %d debris %+v total %d", plan.Live, plan.Debris, plan.Total)

@@ -103,6 +103,11 @@ func runGC(ctx context.Context, g *Globals, o *GCOptions, stdout io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "dry run: %d objects and %d debris entries, %s would be freed; %d objects live\n",
 			len(plan.Objects), len(plan.Debris), progress.FormatBytes(plan.Total), plan.Live)
+		if plan.GraceKept > 0 {
+			fmt.Fprintf(stdout, "the grace window keeps %d of the live objects (%s) that no root reaches: they were registered less than %s ago, "+
+				"for a build that may not have rooted them yet; collect them with `gc --grace 0` once no build is running (or wait %s)\n",
+				plan.GraceKept, progress.FormatBytes(plan.GraceKeptSize), o.Grace, o.Grace)
+		}
 		return nil
 	}
 	res, err := plan.Execute(ctx)
