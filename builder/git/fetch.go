@@ -65,6 +65,8 @@ func fetchCLI(ctx context.Context, gitDir, u string, refspecs ...string) error {
 		return fmt.Errorf("%w: %s", ErrNotRepository, lastLine(msg))
 	case strings.Contains(msg, "not our ref") || strings.Contains(msg, "couldn't find remote ref"):
 		return fmt.Errorf("%w: %s", ErrUnknownRef, lastLine(msg))
+	case remoteCorrupt(msg):
+		return corruptError("git fetch: " + firstCorruptLine(msg))
 	}
 	if msg == "" {
 		msg = err.Error()

@@ -194,8 +194,7 @@ func classify(u string, err error) error {
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
 		return fmt.Errorf("%w: the remote repository is empty", ErrUnknownRef)
 	case errors.Is(err, plumbing.ErrObjectNotFound) || remoteCorrupt(err.Error()):
-		return fmt.Errorf("%w: %s: the remote answered but could not send every object the commit needs; "+
-			"repair or re-push the repository (git fsck on the server), or point the spec at a sound copy", ErrCorrupt, cleanMessage(err.Error()))
+		return corruptError(err.Error())
 	}
 	if localPath(u) != "" && strings.Contains(err.Error(), "not appear to be a git repository") {
 		return fmt.Errorf("%w: %s", ErrNotRepository, cleanMessage(err.Error()))
@@ -209,6 +208,23 @@ var corruptSigns = []string{
 	"repository corruption", "missing blob", "missing tree", "missing commit", "bad object",
 	"object not found", "did not send all necessary objects", "unable to read", "pack-objects died",
 	"invalid index-pack output", "failed to traverse parents", "is corrupt",
+}
+
+// corruptError is ErrCorrupt with the remote's message and what to do.
+func corruptError(msg string) error {
+	return fmt.Errorf("%w: %s: the remote answered but could not send every object the commit needs; "+
+		"repair or re-push the repository (git fsck on the server), or point the spec at a sound copy", ErrCorrupt, cleanMessage(msg))
+}
+
+// firstCorruptLine returns the first line of git's stderr that tells of corruption (the
+// remote's own "unable to read <object>" comes before the generic lines that follow it).
+func firstCorruptLine(msg string) string {
+	for _, l := range strings.Split(msg, "\n") {
+		if remoteCorrupt(l) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return lastLine(msg)
 }
 
 func remoteCorrupt(msg string) bool {
