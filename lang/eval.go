@@ -101,6 +101,9 @@ func evalContext(content *hcl.BodyContent, vars map[string]string, used map[stri
 	return ctx, bud
 }
 
+// maxExprDiags is how many diagnostics of one expression are kept.
+const maxExprDiags = 10
+
 // evalLimited evaluates attribute a of field path within the limits (see limits.go): the
 // expression is metered, the budget starts afresh, and a value over the limits is an error
 // at a. It returns cty.DynamicVal and false when evaluation failed (reported).
@@ -111,6 +114,11 @@ func evalLimited(a *hcl.Attribute, ctx *hcl.EvalContext, b *budget, d *diags, pa
 	}
 	b.reset()
 	v, hd := a.Expr.Value(ctx)
+	if len(hd) > maxExprDiags {
+		// A template of thousands of parts past the budget gives an error per part: the first
+		// few say it all.
+		hd = hd[:maxExprDiags]
+	}
 	d.addExpr(hd, path)
 	if hd.HasErrors() {
 		return cty.DynamicVal, false
