@@ -50,7 +50,8 @@ echo "took $(( ($(date +%s%N) - start) / 1000000 )) ms (including process start)
 step "The launcher finds its root wherever the volume is mounted"
 head -n 3 "$root/bin/comfyui"
 echo "..."
-tail -n 1 "$root/bin/comfyui"
+# ComfyUI gets the root's folders as absolute paths, computed where the launcher runs.
+sed -n '/--extra-model-paths-config \/dev\/fd\/9/,$p' "$root/bin/comfyui"
 
 step "Running ComfyUI (the stand-in) from the read-only root, its writes redirected to $demo/state"
 state=$demo/state
