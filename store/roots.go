@@ -119,6 +119,36 @@ func (s *Store) SetRoot(id string, p Path) (int, error) {
 	return n, nil
 }
 
+// RemoveRoot removes ROOT/builds/comfy-<id> and every generation of id
+// (builds/.generations/comfy-<id>-<n>), so that GC can collect what only they kept. It
+// returns the links it removed; a real directory at builds/comfy-<id> (not a root link) is
+// left alone.
+func (s *Store) RemoveRoot(id string) ([]string, error) {
+	if err := ValidateRootID(id); err != nil {
+		return nil, err
+	}
+	gens, err := s.Generations(id)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	var removed []string
+	link := s.RootLink(id)
+	if fi, err := os.Lstat(link); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if err := os.Remove(link); err != nil {
+			return removed, fmt.Errorf("removing root of %s: %w", id, err)
+		}
+		removed = append(removed, link)
+	}
+	for _, g := range gens {
+		p := s.generationLink(id, g.N)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("removing generation %d of %s: %w", g.N, id, err)
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
+}
+
 // RootOf returns the object ROOT/builds/comfy-<id> points at.
 func (s *Store) RootOf(id string) (Path, error) {
 	if err := ValidateRootID(id); err != nil {

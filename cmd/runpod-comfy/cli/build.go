@@ -36,7 +36,8 @@ type BuildOptions struct {
 func newBuildCmd(g *Globals) *cobra.Command {
 	o := &BuildOptions{}
 	cmd := &cobra.Command{
-		Use:   "build <id>|<file>",
+		Use:     "build <id>|<file>",
+		Aliases: []string{"realize"},
 		Short: "Build a version's runtime root and point builds/comfy-<id> at it",
 		Long: `build turns a version spec into a runtime root in the store, the same bytes every time.
 

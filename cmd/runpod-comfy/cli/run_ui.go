@@ -22,12 +22,14 @@ type RunUIOptions struct {
 	Port         int
 	ModelsDir    string
 	ReadyTimeout time.Duration
+	// ExtraArgs are ComfyUI arguments given after "--" (e.g. --use-sage-attention).
+	ExtraArgs []string
 }
 
 func newRunUICmd(g *Globals) *cobra.Command {
 	o := &RunUIOptions{}
 	cmd := &cobra.Command{
-		Use:   "run-ui <id>|<file>",
+		Use:   "run-ui <id>|<file> [-- <ComfyUI arguments>...]",
 		Short: "Run ComfyUI's browser UI from a version, in the foreground",
 		Long: `run-ui builds the version if needed, then runs ComfyUI from its runtime root in the
 foreground, with its state (input, output, temp, user, writable custom nodes, database) in
@@ -37,10 +39,23 @@ stops it gracefully (interrupt, then terminate, then kill), with everything it s
 On a RunPod pod, listen on all interfaces to reach it through the pod's HTTP proxy:
   runpod-comfy run-ui sdxl --listen 0.0.0.0 --port 8188`,
 		Example: `  runpod-comfy run-ui sdxl
-  runpod-comfy run-ui sdxl --listen 0.0.0.0 --port 3000`,
-		Args: cobra.ExactArgs(1),
+  runpod-comfy run-ui sdxl --listen 0.0.0.0 --port 3000
+  runpod-comfy run-ui sdxl -- --use-sage-attention --preview-method auto`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			n := len(args)
+			if d := cmd.ArgsLenAtDash(); d >= 0 {
+				n = d
+			}
+			if n != 1 {
+				return fmt.Errorf("accepts 1 arg before \"--\" (the version), received %d", n)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Arg = args[0]
+			if d := cmd.ArgsLenAtDash(); d >= 0 {
+				o.ExtraArgs = args[d:]
+			}
 			return runRunUI(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -72,6 +87,7 @@ func runRunUI(ctx context.Context, g *Globals, o *RunUIOptions, stdout, stderr i
 		Listen:       o.Listen,
 		Port:         o.Port,
 		ModelsDir:    o.ModelsDir,
+		ExtraArgs:    o.ExtraArgs,
 		BaseEnv:      comfyEnviron(),
 		Log:          stderr,
 		ReadyTimeout: o.ReadyTimeout,

@@ -32,6 +32,7 @@ parser.add_argument("--database-url", type=str, default=None, help="Specify the 
 parser.add_argument("--auto-launch", action="store_true", help="Automatically launch ComfyUI in the default browser.")
 parser.add_argument("--disable-auto-launch", action="store_true", help="Disable auto launching the browser.")
 parser.add_argument("--cpu", action="store_true", help="Use the CPU for everything.")
+parser.add_argument("--use-sage-attention", action="store_true", help="Use sage attention.")
 parser.add_argument("--preview-method", type=str, default="none", help="Default preview method for sampler nodes.")
 parser.add_argument("--cache-classic", action="store_true", help="Use the old style (aggressive) caching.")
 parser.add_argument("--cache-lru", type=int, default=0, help="Use LRU caching with a maximum of N node results cached.")
