@@ -38,7 +38,7 @@ func newBuildCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "build <id>|<file>",
 		Aliases: []string{"realize"},
-		Short: "Build a version's runtime root and point builds/comfy-<id> at it",
+		Short:   "Build a version's runtime root and point builds/comfy-<id> at it",
 		Long: `build turns a version spec into a runtime root in the store, the same bytes every time.
 
 It uses the version's lock (ROOT/cache/runpod-comfy/resolved/<id>.lock.json, or --lock FILE),
