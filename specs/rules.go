@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 )
 
 // IsFullCommit reports whether s is a full git object id: 40 (SHA-1) or 64 (SHA-256) hex digits.
@@ -56,22 +58,9 @@ func CheckChecksum(s string) error {
 	return nil
 }
 
-var versionIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
-
-// CheckVersionID reports whether id can name a version: it becomes a file name, part of a
-// store path name (comfy-<id>) and a lock file name.
-func CheckVersionID(id string) error {
-	if id == "" {
-		return errors.New("version id is empty")
-	}
-	if len(id) > 100 {
-		return fmt.Errorf("version id %q is longer than 100 characters", id)
-	}
-	if !versionIDRe.MatchString(id) {
-		return fmt.Errorf("version id %q may hold only letters, digits and . _ + - (and must start with a letter or digit)", id)
-	}
-	return nil
-}
+// CheckVersionID reports whether id can name a version; the rule is layout.CheckVersionID,
+// shared with the builder, the store's roots and the runner.
+func CheckVersionID(id string) error { return layout.CheckVersionID(id) }
 
 var nodeNameRe = regexp.MustCompile(`^[A-Za-z0-9+\-._?=]+$`)
 

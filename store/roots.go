@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 )
 
 // ErrNoRoot is wrapped when a version has no root (never built) or no such generation.
 var ErrNoRoot = errors.New("no such root")
 
 // RootPrefix is the prefix of every runtime root link under ROOT/builds.
-const RootPrefix = "comfy-"
+const RootPrefix = layout.RootPrefix
 
 // Generation is one numbered earlier (or current) root of a version:
 // ROOT/builds/.generations/comfy-<id>-<n>.
@@ -32,17 +33,11 @@ type Generation struct {
 	Current bool   `json:"current"`
 }
 
-// ValidateRootID checks a version id used in a root name: 1-200 characters of
-// [A-Za-z0-9._-], not starting with '.' or '-'.
+// ValidateRootID checks a version id used in a root name: layout.CheckVersionID, the same
+// rule specs apply, so a spec that validates never fails at the root.
 func ValidateRootID(id string) error {
-	if id == "" || len(id) > 200 || id[0] == '.' || id[0] == '-' {
-		return fmt.Errorf("invalid version id %q for a root", id)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("invalid version id %q for a root: character %q (use A-Z a-z 0-9 . _ -)", id, c)
-		}
+	if err := layout.CheckVersionID(id); err != nil {
+		return fmt.Errorf("root: %w", err)
 	}
 	return nil
 }
