@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -80,23 +81,15 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 	if o.DownloadJobs < 1 {
 		return usageError(fmt.Errorf("--download-jobs %d: must be at least 1", o.DownloadJobs))
 	}
-	bo, closeGCS, err := buildOptions(ctx, g, spec)
+	bo, done, err := prepareBuild(ctx, g, spec, &o.Subst, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeGCS()
-	pr := newProgress(ctx, g, stderr)
-	substitute, closeSubst, err := o.Subst.Hook(ctx, g.Root, spec.Options.Substituters, func(msg string) { pr.Logf("%s", msg) })
-	if err != nil {
-		pr.Close()
-		return err
-	}
-	defer closeSubst()
+	defer done()
 	bo.DownloadJobs, bo.LockFile, bo.Jobs = o.DownloadJobs, o.LockFile, o.Jobs
 	bo.SkipModels, bo.Offline = o.SkipModels, o.Offline || bo.Offline
-	bo.Progress, bo.Substitute = pr, substitute
 	res, err := builder.Build(ctx, bo)
-	pr.Close()
+	done()
 	if res != nil {
 		if g.JSON {
 			if jerr := writeIndentedJSON(stdout, res); jerr != nil && err == nil {
@@ -145,10 +138,18 @@ func newProgress(ctx context.Context, g *Globals, w io.Writer) *progress.Display
 	return progress.New(ctx, w, opts)
 }
 
-// buildOptions returns the builder options every command shares for spec: ROOT, the spec, the
-// git token, this process's environment and the model download settings (tokens, endpoints,
-// a GCS client when a model comes from gs://). The returned func releases the GCS client.
-func buildOptions(ctx context.Context, g *Globals, spec *specs.Spec) (builder.BuildOptions, func(), error) {
+// prepareBuild prepares every build, resolution and check the CLI runs, so that no command
+// sets up the builder differently: ROOT, the spec, the git tokens ($GIT_TOKEN/$GITHUB_TOKEN to
+// the spec's https hosts, $GIT_TOKENS per host), this process's environment, the model
+// download settings (tokens, endpoints, a GCS client when a model comes from gs://), the
+// seed tool's settings, the progress display on stderr (none when stderr is nil) and, when
+// subst is not nil, the binary-cache hook: subst's flags, $RUNPOD_COMFY_SUBSTITUTERS and the
+// spec's substituters, with trusted keys from the flags and $RUNPOD_COMFY_TRUSTED_KEYS. A
+// command that realises objects passes its flags (or an empty SubstituterFlags when it has
+// none, as run-handler and serve --build-missing); one that only resolves or plans passes nil.
+// done closes the progress display and releases the caches and the GCS client; it may be
+// called more than once (call it before printing results, and defer it).
+func prepareBuild(ctx context.Context, g *Globals, spec *specs.Spec, subst *SubstituterFlags, stderr io.Writer) (bo builder.BuildOptions, done func(), err error) {
 	perHost, err := gitHostTokens()
 	if err != nil {
 		return builder.BuildOptions{}, func() {}, err
@@ -157,10 +158,42 @@ func buildOptions(ctx context.Context, g *Globals, spec *specs.Spec) (builder.Bu
 	if err != nil {
 		return builder.BuildOptions{}, func() {}, err
 	}
+	notes := stderr
+	if notes == nil {
+		notes = os.Stderr
+	}
 	se := readSeedEnv(g.Root)
-	printSeedNotes(os.Stderr, se)
+	printSeedNotes(notes, se)
 	mo.AdoptDirs = se.AdoptDirs
-	return builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), GitTokens: perHost, Environ: os.Environ(), Models: mo, Offline: se.Offline}, closeGCS, nil
+	bo = builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), GitTokens: perHost, Environ: os.Environ(), Models: mo, Offline: se.Offline}
+	if stderr != nil {
+		bo.Progress = newProgress(ctx, g, stderr)
+	}
+	pr := bo.Progress
+	closeSubst := func() {}
+	if subst != nil {
+		warn := func(msg string) {
+			if pr != nil {
+				pr.Logf("%s", msg)
+			} else {
+				fmt.Fprintln(notes, msg)
+			}
+		}
+		bo.Substitute, closeSubst, err = subst.Hook(ctx, g.Root, spec.Options.Substituters, warn)
+		if err != nil {
+			pr.Close()
+			closeGCS()
+			return builder.BuildOptions{}, func() {}, err
+		}
+	}
+	var once sync.Once
+	return bo, func() {
+		once.Do(func() {
+			pr.Close()
+			closeSubst()
+			closeGCS()
+		})
+	}, nil
 }
 
 // gitToken is the token sent to the https hosts of the spec's repositories: $GIT_TOKEN, else

@@ -63,15 +63,15 @@ func runCheck(ctx context.Context, g *Globals, o *CheckOptions, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	bo, closeGCS, err := buildOptions(ctx, g, spec)
+	// No substituters: check rebuilds to compare, it does not download what it checks.
+	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeGCS()
-	pr := newProgress(ctx, g, stderr)
-	bo.LockFile, bo.Jobs, bo.SkipModels, bo.Offline, bo.Progress = o.LockFile, o.Jobs, o.SkipModels, o.Offline || bo.Offline, pr
+	defer done()
+	bo.LockFile, bo.Jobs, bo.SkipModels, bo.Offline = o.LockFile, o.Jobs, o.SkipModels, o.Offline || bo.Offline
 	rep, err := builder.Check(ctx, builder.CheckOptions{BuildOptions: bo, Keep: o.Keep})
-	pr.Close()
+	done()
 	if err != nil {
 		return err
 	}

@@ -81,15 +81,14 @@ func diffSide(ctx context.Context, g *Globals, s *store.Store, o *DiffOptions, a
 	if err != nil {
 		return diff.Side{}, err
 	}
-	bo, closeGCS, err := buildOptions(ctx, g, spec)
+	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
 	if err != nil {
 		return diff.Side{}, err
 	}
-	defer closeGCS()
-	pr := newProgress(ctx, g, stderr)
-	bo.Offline, bo.Progress = o.Offline || bo.Offline, pr
+	defer done()
+	bo.Offline = o.Offline || bo.Offline
 	lock, _, _, err := builder.EnsureLock(ctx, bo)
-	pr.Close()
+	done()
 	if err != nil {
 		return diff.Side{}, fmt.Errorf("resolving %s: %w", arg, err)
 	}

@@ -51,15 +51,14 @@ func runPlan(ctx context.Context, g *Globals, o *PlanOptions, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	bo, closeGCS, err := buildOptions(ctx, g, spec)
+	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeGCS()
-	pr := newProgress(ctx, g, stderr)
-	bo.LockFile, bo.Progress = o.LockFile, pr
+	defer done()
+	bo.LockFile = o.LockFile
 	plan, s, err := builder.LoadPlan(ctx, bo)
-	pr.Close()
+	done()
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func init() {
 			all.Models = append(all.Models, s.Models...)
 		}
 		// The GCS client (only made when a model comes from gs://) lives until the command ends.
-		bo, _, err := buildOptions(ctx, g, all)
+		bo, _, err := prepareBuild(ctx, g, all, nil, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -59,15 +59,14 @@ func runResolve(ctx context.Context, g *Globals, o *ResolveOptions, stdout, stde
 	if err != nil {
 		return err
 	}
-	pr := newProgress(ctx, g, stderr)
-	bo, closeGCS, err := buildOptions(ctx, g, spec)
+	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeGCS()
-	bo.LockFile, bo.Update, bo.UpdateNames, bo.Offline, bo.Progress = o.LockFile, o.Update, o.Names, o.Offline, pr
+	defer done()
+	bo.LockFile, bo.Update, bo.UpdateNames, bo.Offline = o.LockFile, o.Update, o.Names, o.Offline
 	lock, file, resolved, err := builder.EnsureLock(ctx, bo)
-	pr.Close()
+	done()
 	if err != nil {
 		return err
 	}

@@ -241,22 +241,13 @@ func ensureBuilt(ctx context.Context, g *Globals, arg string, vars []string, std
 	if err != nil {
 		return "", "", err
 	}
-	bo, closeGCS, err := buildOptions(ctx, g, spec)
+	bo, done, err := prepareBuild(ctx, g, spec, &SubstituterFlags{}, stderr)
 	if err != nil {
 		return "", "", err
 	}
-	defer closeGCS()
-	pr := newProgress(ctx, g, stderr)
-	var subst SubstituterFlags
-	substitute, closeSubst, err := subst.Hook(ctx, g.Root, spec.Options.Substituters, func(msg string) { pr.Logf("%s", msg) })
-	if err != nil {
-		pr.Close()
-		return "", "", err
-	}
-	defer closeSubst()
-	bo.Progress, bo.Substitute = pr, substitute
+	defer done()
 	res, err := builder.Build(ctx, bo)
-	pr.Close()
+	done()
 	if err != nil {
 		return "", "", fmt.Errorf("building %s: %w", spec.VersionID, err)
 	}

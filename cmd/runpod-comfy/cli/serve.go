@@ -85,7 +85,8 @@ RUNPOD_INIT_TIMEOUT (s), COMFY_VERSION_NAME, OUTPUT_MODE, BUCKET_* (see run-hand
 GCS_CREDENTIALS_JSON, GCS_PUBLIC, GCS_PUBLIC_BASE_URL, GCS_SIGNED_URL_TTL, GCS_RETRIES,
 GCS_RETRY_BASE_SLEEP, GCS_VALIDATE, GCS_ENDPOINT, COMFY_ORG_API_KEY,
 RUNPOD_COMFY_ALLOW_PRIVATE_URLS, RUNPOD_COMFY_PASS_ENV; for --build-missing also
-those of build (HF_TOKEN, CIVITAI_API_TOKEN, GIT_TOKEN). See docs/runpod.md.`
+those of build (HF_TOKEN, CIVITAI_API_TOKEN, GIT_TOKEN, RUNPOD_COMFY_SUBSTITUTERS,
+RUNPOD_COMFY_TRUSTED_KEYS). See docs/runpod.md.`
 
 func newServeCmd(g *Globals) *cobra.Command {
 	o := &ServeOptions{}
@@ -296,11 +297,11 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 			if err != nil {
 				return err
 			}
-			bo, closeGCS, err := buildOptions(ctx, g, spec)
+			bo, done, err := prepareBuild(ctx, g, spec, &SubstituterFlags{}, stderr)
 			if err != nil {
 				return err
 			}
-			defer closeGCS()
+			defer done()
 			bo.DownloadJobs = 4
 			_, err = builder.Build(ctx, bo)
 			return err

@@ -80,15 +80,13 @@ func runVerifyModels(ctx context.Context, g *Globals, o *VerifyModelsOptions, st
 	if err != nil {
 		return err
 	}
-	bo, closeGCS, err := buildOptions(ctx, g, spec)
+	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeGCS()
-	mo := bo.Models
-	pr := newProgress(ctx, g, stderr)
-	defer pr.Close()
-	bo.LockFile, bo.Progress, bo.DownloadJobs = o.LockFile, pr, o.DownloadJobs
+	defer done()
+	mo, pr := bo.Models, bo.Progress
+	bo.LockFile, bo.DownloadJobs = o.LockFile, o.DownloadJobs
 	lock, _, _, err := builder.EnsureLock(ctx, bo)
 	if err != nil {
 		return err
