@@ -253,7 +253,7 @@ func (l linkFromStore) Build(ctx context.Context, bc *drv.BuildContext, d *drv.D
 			return err
 		}
 	}
-	bc.Store.KnownNarHash(out, m.NarHash, m.NarSize)
+	bc.KnownNar = store.KnownNar{Hash: m.NarHash, Size: m.NarSize}
 	return nil
 }
 

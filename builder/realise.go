@@ -241,9 +241,10 @@ func realiseOne(ctx context.Context, d *drv.Derivation, opts RealiseOptions, sem
 		ao.References = nil
 	}
 	built := false
-	m, err := s.Build(ctx, d.Path, ao, func(ctx context.Context, out string) error {
+	m, err := s.BuildKnown(ctx, d.Path, ao, func(ctx context.Context, out string) (store.KnownNar, error) {
 		built = true
-		return b.Build(ctx, bc, d, out)
+		err := b.Build(ctx, bc, d, out)
+		return bc.KnownNar, err
 	})
 	if err != nil {
 		var mm *store.NarHashMismatchError

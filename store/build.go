@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -73,6 +72,17 @@ func (e *NarHashMismatchError) Error() string {
 // symlink or a directory tree. It may leave any modes and times: the store canonicalises.
 type BuildFunc func(ctx context.Context, out string) error
 
+// KnownNar is the NAR hash ("sha256:<nix32>") and size of a build's output that its build
+// function computed while writing it: a model hashed during its download (nar.FileHasher),
+// or linked from another store whose metadata holds it. The zero KnownNar means unknown.
+type KnownNar struct {
+	Hash string
+	Size int64
+}
+
+// KnownNarFunc is a BuildFunc that also returns what it knows of its output's NAR.
+type KnownNarFunc func(ctx context.Context, out string) (KnownNar, error)
+
 // Build realises p exactly once across processes. If p is valid it returns its metadata.
 // Otherwise it takes the lease .locks/<digest>.lease (or waits until another holder's result
 // appears or its lease goes stale), calls build with the path to create (a fresh staging path
@@ -84,6 +94,16 @@ type BuildFunc func(ctx context.Context, out string) error
 // into out (nar.Restore), ExpectNarHash set to the narinfo's NarHash and Source
 // "substituted:<url>".
 func (s *Store) Build(ctx context.Context, p Path, opts AddOptions, build BuildFunc) (*Meta, error) {
+	return s.BuildKnown(ctx, p, opts, func(ctx context.Context, out string) (KnownNar, error) {
+		return KnownNar{}, build(ctx, out)
+	})
+}
+
+// BuildKnown is Build with a build function that may return the NAR hash of its output. When
+// the output is a single non-executable regular file of the returned size, and p is not
+// content-addressed (that check reads the file anyway), the store registers the returned hash
+// instead of reading the file a second time.
+func (s *Store) BuildKnown(ctx context.Context, p Path, opts AddOptions, build KnownNarFunc) (*Meta, error) {
 	if p.IsZero() {
 		return nil, errors.New("build: empty store path")
 	}
@@ -137,7 +157,7 @@ func dedupe(ss []string) []string {
 	return out
 }
 
-func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptions, refs []string, build BuildFunc) (_ *Meta, err error) {
+func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptions, refs []string, build KnownNarFunc) (_ *Meta, err error) {
 	if m, err := s.Meta(p); err == nil {
 		return m, nil // finished by the previous holder after we looked
 	}
@@ -161,8 +181,8 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 		defer removeAll(stage)
 		out = filepath.Join(stage, p.Name())
 	}
-	defer knownNars.Delete(out)
-	if err := build(ctx, out); err != nil {
+	known, err := build(ctx, out)
+	if err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -186,7 +206,6 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 	if addr, fixed, err := parseFixed(p, opts.Fingerprint); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	} else if fixed {
-		knownNars.Delete(out)
 		narHash, narSize, files, err = hashAddressed(p, out, addr)
 		var ce *ContentAddressError
 		if errors.As(err, &ce) {
@@ -199,7 +218,7 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 		if opts.Fingerprint != "" && DigestOf(opts.Fingerprint) != p.Digest() {
 			return nil, fmt.Errorf("building %s: fingerprint %q is not this path's", p, opts.Fingerprint)
 		}
-		narHash, narSize, files, err = hashBuilt(out)
+		narHash, narSize, files, err = hashBuilt(out, known)
 		if err != nil {
 			return nil, fmt.Errorf("building %s: hashing: %w", p, err)
 		}
@@ -254,31 +273,13 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 	return m, nil
 }
 
-// knownNars holds NAR hashes that builders computed while writing their output, by output
-// path (staging paths are unique): see KnownNarHash.
-var knownNars sync.Map // out path -> knownNar
-
-type knownNar struct {
-	hash string
-	size int64
-}
-
-// KnownNarHash tells Build that the object being built at out is a single non-executable
-// regular file whose NAR hash (narHash, "sha256:<nix32>", of narSize bytes) its builder
-// computed while writing it (a model hashed during its download), so that Build does not read
-// the file a second time. Build uses it only when out is such a file of the matching size,
-// and forgets it when the build function returns.
-func (s *Store) KnownNarHash(out, narHash string, narSize int64) {
-	knownNars.Store(out, knownNar{narHash, narSize})
-}
-
-// hashBuilt is hashObject, unless the builder reported the NAR hash of a single file.
-func hashBuilt(out string) (string, int64, []nar.File, error) {
-	if v, ok := knownNars.LoadAndDelete(out); ok {
-		k := v.(knownNar)
+// hashBuilt is hashObject, unless the build function returned the NAR hash of its output, a
+// single non-executable regular file of the matching NAR size.
+func hashBuilt(out string, known KnownNar) (string, int64, []nar.File, error) {
+	if known.Hash != "" {
 		fi, err := os.Lstat(out)
-		if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 == 0 && 112+(fi.Size()+7)/8*8 == k.size {
-			return k.hash, k.size, nil, nil
+		if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 == 0 && nar.FileNarSize(fi.Size(), false) == known.Size {
+			return known.Hash, known.Size, nil, nil
 		}
 	}
 	return hashObject(out)

@@ -103,8 +103,7 @@ func hashFixedFile(path, algo string) (narHash string, narSize int64, content st
 		return "", 0, "", errors.New("not a regular file")
 	}
 	exec := fi.Mode()&0o100 != 0
-	narH, contentH := sha256.New(), newContentHash(algo)
-	narH.Write(nar.FileHeader(fi.Size(), exec))
+	narH, contentH := nar.NewFileHasher(fi.Size(), exec), newContentHash(algo)
 	n, err := io.Copy(io.MultiWriter(narH, contentH), f)
 	if err != nil {
 		return "", 0, "", err
@@ -112,8 +111,11 @@ func hashFixedFile(path, algo string) (narHash string, narSize int64, content st
 	if n != fi.Size() {
 		return "", 0, "", fmt.Errorf("%s changed while it was read", path)
 	}
-	narH.Write(nar.FileTrailer(n))
-	return nar.HashString(narH.Sum(nil)), nar.FileNarSize(n, exec), hex.EncodeToString(contentH.Sum(nil)), nil
+	narHash, narSize, err = narH.Finish()
+	if err != nil {
+		return "", 0, "", err
+	}
+	return narHash, narSize, hex.EncodeToString(contentH.Sum(nil)), nil
 }
 
 // modelAddressed reads the single regular file at path once and returns its NAR hash and
@@ -130,8 +132,7 @@ func modelAddressed(p Path, path string) (narHash string, ok bool, err error) {
 		return "", false, err
 	}
 	exec := fi.Mode()&0o100 != 0
-	narH, sh, mh := sha256.New(), sha256.New(), md5.New()
-	narH.Write(nar.FileHeader(fi.Size(), exec))
+	narH, sh, mh := nar.NewFileHasher(fi.Size(), exec), sha256.New(), md5.New()
 	n, err := io.Copy(io.MultiWriter(narH, sh, mh), f)
 	if err != nil {
 		return "", false, err
@@ -139,13 +140,16 @@ func modelAddressed(p Path, path string) (narHash string, ok bool, err error) {
 	if n != fi.Size() {
 		return "", false, fmt.Errorf("%s changed while it was read", path)
 	}
-	narH.Write(nar.FileTrailer(n))
+	narHash, _, err = narH.Finish()
+	if err != nil {
+		return "", false, err
+	}
 	for algo, h := range map[string]hash.Hash{"sha256": sh, "md5": mh} {
 		if DigestOf(FixedFingerprint(algo, hex.EncodeToString(h.Sum(nil)), p.Name())) == p.Digest() {
 			ok = true
 		}
 	}
-	return nar.HashString(narH.Sum(nil)), ok, nil
+	return narHash, ok, nil
 }
 
 // hashAddressed hashes the object at out like hashObject and, when addr is set, checks that it

@@ -168,6 +168,10 @@ type BuildContext struct {
 	Store *store.Store
 	// Task is the derivation's progress line; never nil (a discarding task when silent).
 	Task *progress.Task
+	// KnownNar is set by a Builder that computed the NAR hash of its output (a single file)
+	// while writing it; the scheduler hands it to the store with the output, which then does
+	// not read the file again (store.Store.BuildKnown).
+	KnownNar store.KnownNar
 }
 
 // Input returns the absolute path of a realised input of the derivation being built.

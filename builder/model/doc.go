@@ -27,7 +27,7 @@
 //     store.FixedFingerprint(algo, hex, file name of the source), so two targets (or two
 //     versions) naming the same file share one object. It is added through store.Build, so
 //     nothing enters the store unless its checksum matches; the NAR hash computed during the
-//     download is handed to the store (store.KnownNarHash) so the file is not read again.
+//     download is handed to the store (drv.BuildContext.KnownNar) so the file is not read again.
 //   - Resolver: fills a lock's models (specs.ModelLock: target, redacted source, checksum, size,
 //     checksum_from, store path); a model trusted on first use is downloaded straight into the
 //     store while resolving. Builder: the drv.Builder of the "model" kind. Derivation: the

@@ -21,7 +21,6 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
-	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
 // Want is what a download must match. Zero fields are unknown: a download without a checksum
@@ -233,9 +232,10 @@ func (f *Fetcher) download(ctx context.Context, p *partial, open opener, want Wa
 	}
 	res := Result{Checksum: Checksum{Algo: p.algo, Hex: fmt.Sprintf("%x", p.content.Sum(nil))}, Size: size}
 	if p.nar != nil && p.total == size {
-		p.nar.Write(narSuffix(size))
-		res.NarHash = "sha256:" + store.Nix32(p.nar.Sum(nil))
-		res.NarSize = narSize(size)
+		var err error
+		if res.NarHash, res.NarSize, err = p.nar.Finish(); err != nil {
+			return Result{}, err
+		}
 	}
 	if !want.Checksum.IsZero() && res.Checksum != want.Checksum {
 		return Result{}, &MismatchError{Source: red, Expected: want.Checksum.String(), Actual: res.Checksum.String()}

@@ -144,9 +144,7 @@ func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Deriva
 	if err != nil {
 		return err
 	}
-	if res.NarHash != "" && bc.Store != nil {
-		bc.Store.KnownNarHash(out, res.NarHash, res.NarSize)
-	}
+	bc.KnownNar = store.KnownNar{Hash: res.NarHash, Size: res.NarSize}
 	return os.Chmod(out, 0o444)
 }
 

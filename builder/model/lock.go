@@ -202,15 +202,12 @@ func (r *Resolver) firstDownload(ctx context.Context, src Source, m specs.Model,
 		task.Done("", err)
 		return ml, err
 	}
-	_, err = r.Store.Build(ctx, d.Path, store.AddOptions{Kind: d.Kind, Derivation: d.CanonicalJSON(), CA: d.Fixed.CA},
-		func(ctx context.Context, out string) error {
+	_, err = r.Store.BuildKnown(ctx, d.Path, store.AddOptions{Kind: d.Kind, Derivation: d.CanonicalJSON(), CA: d.Fixed.CA},
+		func(ctx context.Context, out string) (store.KnownNar, error) {
 			if err := moveFile(file, out); err != nil {
-				return err
+				return store.KnownNar{}, err
 			}
-			if res.NarHash != "" {
-				r.Store.KnownNarHash(out, res.NarHash, res.NarSize)
-			}
-			return os.Chmod(out, 0o444)
+			return store.KnownNar{Hash: res.NarHash, Size: res.NarSize}, os.Chmod(out, 0o444)
 		})
 	if err != nil {
 		task.Done("", err)

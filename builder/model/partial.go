@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/runpod-comfy/runpod-comfy/store/nar"
 )
 
 // A partial is a download in progress: the bytes received so far in "<key>.part" and a
@@ -37,9 +39,9 @@ type partial struct {
 	total     int64 // announced size, -1 when unknown
 	validator string
 	content   hash.Hash
-	nar       hash.Hash // nil when the size was unknown when the download started
-	resumed   bool      // started from a checkpoint left by an earlier call
-	broken    bool      // a write failed: the file and the hashes disagree
+	nar       *nar.FileHasher // nil when the size was unknown when the download started
+	resumed   bool            // started from a checkpoint left by an earlier call
+	broken    bool            // a write failed: the file and the hashes disagree
 	lastCkpt  int64
 	lock      *partialLock
 }
@@ -118,10 +120,10 @@ func (p *partial) load() error {
 	if err := content.(encoding.BinaryUnmarshaler).UnmarshalBinary(c.Content); err != nil {
 		return err
 	}
-	var nar hash.Hash
+	var narH *nar.FileHasher
 	if c.Nar != nil {
-		nar = sha256.New()
-		if err := nar.(encoding.BinaryUnmarshaler).UnmarshalBinary(c.Nar); err != nil {
+		narH = nar.NewFileHasher(c.Total, false)
+		if err := narH.UnmarshalBinary(c.Nar); err != nil {
 			return err
 		}
 	}
@@ -131,7 +133,7 @@ func (p *partial) load() error {
 	if _, err := p.f.Seek(c.Offset, io.SeekStart); err != nil {
 		return err
 	}
-	p.offset, p.total, p.validator, p.content, p.nar = c.Offset, c.Total, c.Validator, content, nar
+	p.offset, p.total, p.validator, p.content, p.nar = c.Offset, c.Total, c.Validator, content, narH
 	p.resumed, p.lastCkpt = true, c.Offset
 	return nil
 }
@@ -159,8 +161,7 @@ func (p *partial) reset() error {
 func (p *partial) begin(total int64, validator string) {
 	p.total, p.validator = total, validator
 	if total >= 0 {
-		p.nar = sha256.New()
-		p.nar.Write(narRegularPrefix(total))
+		p.nar = nar.NewFileHasher(total, false)
 	}
 }
 
@@ -179,7 +180,7 @@ func (p *partial) save() error {
 		return err
 	}
 	if p.nar != nil {
-		if c.Nar, err = p.nar.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+		if c.Nar, err = p.nar.MarshalBinary(); err != nil {
 			return err
 		}
 	}

@@ -108,18 +108,3 @@ func TestParseChecksum(t *testing.T) {
 		}
 	}
 }
-
-// TestNarFraming checks the single-file NAR framing against store-format.md's byte example
-// and test vector (Hello, World!\n: NAR size 128, NAR sha256 0xmvxmsm...).
-func TestNarFraming(t *testing.T) {
-	content := []byte("Hello, World!\n")
-	b := append(narRegularPrefix(int64(len(content))), content...)
-	b = append(b, narSuffix(int64(len(content)))...)
-	if len(b) != 128 || narSize(int64(len(content))) != 128 {
-		t.Fatalf("NAR of 14 bytes is %d bytes (narSize %d), want 128", len(b), narSize(14))
-	}
-	h := sha256Of(b)
-	if h.Hex != "c070aed9366c5b1ccf6c35187d7bcd0d5d3f5633794031753ad6b05a75edbb76" {
-		t.Fatalf("NAR sha256 %s", h.Hex)
-	}
-}

@@ -258,8 +258,11 @@ func fetchIntoStore(ctx context.Context, opts VerifyOptions, d *drv.Derivation, 
 		}
 	}
 	bc := &drv.BuildContext{Store: opts.Store, Task: task}
-	_, err := opts.Store.Build(ctx, d.Path, store.AddOptions{Kind: d.Kind, Derivation: d.CanonicalJSON(), CA: d.Fixed.CA},
-		func(ctx context.Context, out string) error { return b.Build(ctx, bc, d, out) })
+	_, err := opts.Store.BuildKnown(ctx, d.Path, store.AddOptions{Kind: d.Kind, Derivation: d.CanonicalJSON(), CA: d.Fixed.CA},
+		func(ctx context.Context, out string) (store.KnownNar, error) {
+			err := b.Build(ctx, bc, d, out)
+			return bc.KnownNar, err
+		})
 	return err
 }
 

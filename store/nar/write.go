@@ -3,6 +3,7 @@ package nar
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -442,3 +443,52 @@ func FileTrailer(size int64) []byte {
 type bytesWriter []byte
 
 func (b *bytesWriter) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
+
+// FileHasher computes the NAR hash of a single regular file while its content streams
+// through Write, so that a file is hashed as it is downloaded or read for another hash, not
+// read a second time. It is a hash.Hash over the whole NAR (FileHeader is already in it);
+// MarshalBinary and UnmarshalBinary save and restore that state, so a resumed download
+// continues the same hash. Finish appends FileTrailer and returns the NAR hash.
+type FileHasher struct {
+	hash.Hash
+	size int64
+	exec bool
+	n    int64 // content bytes written since NewFileHasher or UnmarshalBinary
+	// restored: the state came from UnmarshalBinary, so n does not count the content before
+	// it and Finish cannot check the length (the caller vouches for it).
+	restored bool
+}
+
+// NewFileHasher returns a FileHasher for a regular file of size bytes.
+func NewFileHasher(size int64, executable bool) *FileHasher {
+	f := &FileHasher{Hash: sha256.New(), size: size, exec: executable}
+	f.Hash.Write(FileHeader(size, executable))
+	return f
+}
+
+// Write hashes content bytes.
+func (f *FileHasher) Write(p []byte) (int, error) {
+	f.n += int64(len(p))
+	return f.Hash.Write(p)
+}
+
+// MarshalBinary returns the state of the NAR hash.
+func (f *FileHasher) MarshalBinary() ([]byte, error) {
+	return f.Hash.(encoding.BinaryMarshaler).MarshalBinary()
+}
+
+// UnmarshalBinary restores a state MarshalBinary returned for a file of the same size.
+func (f *FileHasher) UnmarshalBinary(b []byte) error {
+	f.n, f.restored = 0, true
+	return f.Hash.(encoding.BinaryUnmarshaler).UnmarshalBinary(b)
+}
+
+// Finish ends the NAR and returns its hash ("sha256:<nix32>") and size. It is an error when
+// the content written differs from the announced size. The FileHasher is done afterwards.
+func (f *FileHasher) Finish() (narHash string, narSize int64, err error) {
+	if !f.restored && f.n != f.size {
+		return "", 0, fmt.Errorf("nar: %d content bytes hashed for a file of %d", f.n, f.size)
+	}
+	f.Hash.Write(FileTrailer(f.size))
+	return HashString(f.Hash.Sum(nil)), FileNarSize(f.size, f.exec), nil
+}
