@@ -18,8 +18,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
-func init() { register(newBuildCmd) }
-
 // BuildOptions are the flags and arguments of build.
 type BuildOptions struct {
 	Arg        string // version id or spec file

@@ -18,8 +18,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store/cache"
 )
 
-func init() { register(newCacheCmd) }
-
 // CacheKeygenOptions are the flags and arguments of cache keygen.
 type CacheKeygenOptions struct {
 	Name   string

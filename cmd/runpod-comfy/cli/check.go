@@ -11,8 +11,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder/diff"
 )
 
-func init() { register(newCheckCmd) }
-
 // CheckOptions are the flags and arguments of check.
 type CheckOptions struct {
 	Arg        string

@@ -16,8 +16,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
-func init() { register(newCloneCmd) }
-
 // CloneOptions are the arguments of clone.
 type CloneOptions struct {
 	Src, Dst string

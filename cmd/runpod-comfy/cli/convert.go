@@ -14,8 +14,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
-func init() { register(newConvertCmd) }
-
 // ConvertOptions are the flags and argument of convert.
 type ConvertOptions struct {
 	Arg    string // a spec file or version id

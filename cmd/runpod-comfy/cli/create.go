@@ -18,8 +18,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
-func init() { register(newCreateCmd) }
-
 // CreateOptions are the flags and argument of create.
 type CreateOptions struct {
 	ID           string

@@ -15,8 +15,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-func init() { register(newDeleteCmd) }
-
 // DeleteOptions are the flags and argument of delete.
 type DeleteOptions struct {
 	ID    string

@@ -17,8 +17,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-func init() { register(newDiffCmd) }
-
 // DiffOptions are the flags and arguments of diff.
 type DiffOptions struct {
 	A, B    string

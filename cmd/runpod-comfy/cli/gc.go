@@ -15,8 +15,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-func init() { register(newGCCmd) }
-
 // GCOptions are the flags of gc.
 type GCOptions struct {
 	DryRun          bool

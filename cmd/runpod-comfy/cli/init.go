@@ -16,8 +16,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-func init() { register(newInitCmd) }
-
 // InitOptions are the flags of init.
 type InitOptions struct {
 	Python string // the interpreter to check; $COMFY_PYTHON, else python3

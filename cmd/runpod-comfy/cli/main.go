@@ -2,8 +2,7 @@
 // variables, flags and the terminal; everything below it takes explicit options.
 //
 // One file per command: each file defines an Options struct filled by flags and one run
-// function that calls one library entry point, and registers its command with register in an
-// init function.
+// function that calls one library entry point; its constructor is listed in commands (root.go).
 package cli
 
 import (

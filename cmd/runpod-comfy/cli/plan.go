@@ -10,8 +10,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder"
 )
 
-func init() { register(newPlanCmd) }
-
 // PlanOptions are the flags and arguments of plan.
 type PlanOptions struct {
 	Arg      string // version id or spec file

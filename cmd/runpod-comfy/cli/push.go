@@ -15,8 +15,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store/cache"
 )
 
-func init() { register(newPushCmd) }
-
 // PushOptions are the flags and arguments of push.
 type PushOptions struct {
 	Targets []string // version ids or store paths

@@ -11,8 +11,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder"
 )
 
-func init() { register(newResolveCmd) }
-
 // ResolveOptions are the flags and arguments of resolve.
 type ResolveOptions struct {
 	Arg      string // version id or spec file

@@ -11,8 +11,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-func init() { register(newRollbackCmd) }
-
 // RollbackOptions are the flags and arguments of rollback.
 type RollbackOptions struct {
 	ID string

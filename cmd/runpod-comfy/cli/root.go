@@ -19,11 +19,32 @@ type Globals struct {
 	NoColor     bool
 }
 
-// commandFactories holds every command's constructor; each command file adds its own in init.
-var commandFactories []func(g *Globals) *cobra.Command
-
-// register adds a command constructor to the root command.
-func register(f func(g *Globals) *cobra.Command) { commandFactories = append(commandFactories, f) }
+// commands is every command of runpod-comfy, one constructor each (one file per command);
+// a new command is added here.
+var commands = []func(g *Globals) *cobra.Command{
+	newBuildCmd,
+	newCacheCmd,
+	newCheckCmd,
+	newCloneCmd,
+	newCompletionCmd,
+	newConvertCmd,
+	newCreateCmd,
+	newDeleteCmd,
+	newDiffCmd,
+	newGCCmd,
+	newInitCmd,
+	newPlanCmd,
+	newPushCmd,
+	newResolveCmd,
+	newRollbackCmd,
+	newRunHandlerCmd,
+	newRunUICmd,
+	newServeCmd,
+	newStoreCmd,
+	newValidateCmd,
+	newVerifyModelsCmd,
+	newVersionCmd,
+}
 
 const rootLong = `runpod-comfy builds ComfyUI environments (ComfyUI, custom nodes, a Python venv, models)
 from a declarative version spec into a content-addressed store on a RunPod network volume, runs
@@ -69,7 +90,7 @@ func newRootCmd(ctx context.Context) *cobra.Command {
 	pf.BoolVarP(&g.Verbose, "verbose", "v", false, "more detail")
 	pf.BoolVar(&g.NoColor, "no-color", false, "no colours in output (also $NO_COLOR)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError(err) })
-	for _, f := range commandFactories {
+	for _, f := range commands {
 		root.AddCommand(f(g))
 	}
 	return root

@@ -20,8 +20,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/runner"
 )
 
-func init() { register(newRunHandlerCmd) }
-
 // RunHandlerOptions are the flags and arguments of run-handler.
 type RunHandlerOptions struct {
 	Arg       string // version id (or spec file)

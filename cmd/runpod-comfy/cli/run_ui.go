@@ -12,8 +12,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/runner"
 )
 
-func init() { register(newRunUICmd) }
-
 // RunUIOptions are the flags and arguments of run-ui.
 type RunUIOptions struct {
 	Arg          string

@@ -23,8 +23,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-func init() { register(newServeCmd) }
-
 // ServeOptions are the flags of serve.
 type ServeOptions struct {
 	VersionID     string

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -14,13 +13,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
-
-func init() { register(newStoreCmd) }
-
-// storeRepairer returns the Repairer `store verify --repair` uses to make broken objects
-// again. The builder provides it; the file wiring the builder into the CLI sets this
-// variable. While it is nil, --repair fails with a clear message and repairs nothing.
-var storeRepairer func(ctx context.Context, g *Globals) (store.Repairer, error)
 
 // StoreVerifyOptions are the flags of store verify.
 type StoreVerifyOptions struct {
@@ -89,9 +81,6 @@ func runStoreVerify(ctx context.Context, g *Globals, o *StoreVerifyOptions, stdo
 		opts.Paths = append(opts.Paths, p)
 	}
 	if o.Repair {
-		if storeRepairer == nil {
-			return errors.New("--repair: this binary has no builder wired in to make objects again; run verify without --repair, then rebuild the affected versions")
-		}
 		r, err := storeRepairer(ctx, g)
 		if err != nil {
 			return fmt.Errorf("--repair: %w", err)

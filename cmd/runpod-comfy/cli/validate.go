@@ -17,8 +17,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
-func init() { register(newValidateCmd) }
-
 // ValidateOptions are the flags and arguments of validate.
 type ValidateOptions struct {
 	Args []string // version ids or spec files; none means every spec in the versions directory

@@ -17,8 +17,6 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-func init() { register(newVerifyModelsCmd) }
-
 // VerifyModelsOptions are the flags and arguments of verify-models.
 type VerifyModelsOptions struct {
 	Arg          string // version id or spec file
