@@ -16,6 +16,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/builder/model"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -91,11 +92,11 @@ type NodeStatus struct {
 
 // LockPath is the default lock file of version id: ROOT/cache/runpod-comfy/resolved/<id>.lock.json.
 func LockPath(root, id string) string {
-	return filepath.Join(root, "cache", "runpod-comfy", "resolved", id+".lock.json")
+	return layout.New(root).Lock(id)
 }
 
 // MirrorDir is the git mirror cache: ROOT/cache/runpod-comfy/git.
-func MirrorDir(root string) string { return filepath.Join(root, "cache", "runpod-comfy", "git") }
+func MirrorDir(root string) string { return layout.New(root).Git() }
 
 func (o BuildOptions) lockFile() string {
 	if o.LockFile != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
@@ -207,8 +208,8 @@ func newScratch(root string) (string, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	dir := filepath.Join(root, "cache", "runpod-comfy", "check", hex.EncodeToString(b[:]))
-	cache := filepath.Join(dir, "cache", "runpod-comfy")
+	dir := filepath.Join(layout.New(root).Check(), hex.EncodeToString(b[:]))
+	cache := layout.New(dir).Cache()
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return "", fmt.Errorf("making the scratch store: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/internal/comfypaths"
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -97,7 +98,7 @@ func (r *RootParams) derivation() (*drv.Derivation, error) {
 		}
 	}
 	sort.Slice(r.inputs, func(i, j int) bool { return r.inputs[i].Path.String() < r.inputs[j].Path.String() })
-	name := "comfy-" + r.VersionID
+	name := layout.RootPrefix + r.VersionID
 	if err := store.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("runtime root: %w", err)
 	}

@@ -18,14 +18,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 // RootDir returns the runtime root of version id under the volume root: ROOT/builds/comfy-<id>.
-func RootDir(root, id string) string { return filepath.Join(root, "builds", "comfy-"+id) }
+func RootDir(root, id string) string { return layout.New(root).RootLink(id) }
 
 // StateDir returns the mutable state directory of version id: ROOT/state/comfy-<id>.
-func StateDir(root, id string) string { return filepath.Join(root, "state", "comfy-"+id) }
+func StateDir(root, id string) string { return layout.New(root).State(id) }
 
 // StateDirs are the directories below a state dir that ComfyUI writes to.
 type StateDirs struct {

@@ -43,10 +43,10 @@ func ValidateRootID(id string) error {
 }
 
 // RootLink returns ROOT/builds/comfy-<id>.
-func (s *Store) RootLink(id string) string { return filepath.Join(s.buildsDir, RootPrefix+id) }
+func (s *Store) RootLink(id string) string { return layout.New(s.root).RootLink(id) }
 
 func (s *Store) generationLink(id string, n int) string {
-	return filepath.Join(s.generationsDir(), RootPrefix+id+"-"+strconv.Itoa(n))
+	return layout.New(s.root).Generation(id, n)
 }
 
 // swapLink points link at target atomically: a temporary symlink renamed over it.

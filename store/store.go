@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 )
 
 // ErrNotValid is wrapped by errors about an object that has no metadata (not registered), or
@@ -96,8 +97,8 @@ func Open(root string, opts ...Option) (*Store, error) {
 	}
 	s := &Store{
 		root:      abs,
-		dir:       filepath.Join(abs, "store"),
-		buildsDir: filepath.Join(abs, "builds"),
+		dir:       layout.New(abs).Store(),
+		buildsDir: layout.New(abs).Builds(),
 		pid:       os.Getpid(),
 		leaseTTL:  2 * time.Minute,
 		skew:      30 * time.Second,
@@ -136,7 +137,7 @@ func (s *Store) locksDir() string       { return filepath.Join(s.dir, ".locks") 
 func (s *Store) rootsDir() string       { return filepath.Join(s.dir, ".roots") }
 func (s *Store) trashDir() string       { return filepath.Join(s.dir, ".trash") }
 func (s *Store) tmpDir() string         { return filepath.Join(s.dir, ".tmp") }
-func (s *Store) generationsDir() string { return filepath.Join(s.buildsDir, ".generations") }
+func (s *Store) generationsDir() string { return layout.New(s.root).Generations() }
 
 func (s *Store) metaFile(d Digest) string  { return filepath.Join(s.metaDir(), d.String()+".json") }
 func (s *Store) filesFile(d Digest) string { return filepath.Join(s.metaDir(), d.String()+".files") }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -152,7 +153,7 @@ func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Deriva
 // ROOT/cache/runpod-comfy/downloads (on the volume, beside the store, so a finished download
 // is renamed into the store, and an interrupted one resumes from any pod).
 func DownloadDir(root string) string {
-	return filepath.Join(root, "cache", "runpod-comfy", "downloads")
+	return layout.New(root).Downloads()
 }
 
 // ForRoot returns opts with the defaults that depend on ROOT and the display filled in: the

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -174,7 +175,7 @@ func (r *Resolver) setPath(ml *specs.ModelLock, c Checksum, name string) error {
 func (r *Resolver) firstDownload(ctx context.Context, src Source, m specs.Model, ml specs.ModelLock, name string) (specs.ModelLock, error) {
 	dir := r.Fetcher.opts.PartialDir
 	if dir == "" {
-		dir = filepath.Join(r.Store.Root(), "cache", "runpod-comfy", "downloads")
+		dir = layout.New(r.Store.Root()).Downloads()
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return ml, err

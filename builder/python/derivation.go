@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -222,7 +222,7 @@ func siteChanges(old, cur []specs.Distribution) []string {
 }
 
 // CacheDir is the wheel cache of a volume: ROOT/cache/runpod-comfy/pip.
-func CacheDir(root string) string { return filepath.Join(root, "cache", "runpod-comfy", "pip") }
+func CacheDir(root string) string { return layout.New(root).Pip() }
 
 // PassEnv picks from a whole environment what pip may need to reach an index (proxies,
 // certificates); nothing else of the caller's environment reaches pip.

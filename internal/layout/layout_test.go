@@ -17,3 +17,24 @@ func TestCheckVersionID(t *testing.T) {
 		}
 	}
 }
+
+func TestLayoutPaths(t *testing.T) {
+	l := New("/vol")
+	for got, want := range map[string]string{
+		l.Store():                     "/vol/store",
+		l.Builds():                    "/vol/builds",
+		l.RootLink("sdxl+lora"):       "/vol/builds/comfy-sdxl+lora",
+		l.Generation("a-b", 3):        "/vol/builds/.generations/comfy-a-b-3",
+		l.State("v"):                  "/vol/state/comfy-v",
+		StateUnder("/elsewhere", "v"): "/elsewhere/comfy-v",
+		l.Lock("v"):                   "/vol/cache/runpod-comfy/resolved/v.lock.json",
+		l.Git():                       "/vol/cache/runpod-comfy/git",
+		l.Pip():                       "/vol/cache/runpod-comfy/pip",
+		l.Downloads():                 "/vol/cache/runpod-comfy/downloads",
+		l.Check():                     "/vol/cache/runpod-comfy/check",
+	} {
+		if got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	}
+}

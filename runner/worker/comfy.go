@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/store"
@@ -257,7 +258,7 @@ func (h *ComfyHandler) ensure(ctx context.Context, version string) (*runner.Proc
 	start := time.Now()
 	proc, err := runner.Start(h.life, runner.StartOptions{
 		RuntimeRoot:  h.o.Store.Abs(rp),
-		StateDir:     filepath.Join(h.o.StateBase, "comfy-"+version),
+		StateDir:     layout.StateUnder(h.o.StateBase, version),
 		Env:          h.o.Env,
 		BaseEnv:      h.o.BaseEnv,
 		ExtraArgs:    h.o.ExtraArgs,

@@ -7,12 +7,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
@@ -113,13 +113,9 @@ func initRoot(root string) error {
 	if _, err := store.Open(root); err != nil {
 		return fmt.Errorf("creating ROOT: %w", err)
 	}
-	for _, d := range []string{
-		"state",
-		filepath.Join("cache", "runpod-comfy", "resolved"),
-		filepath.Join("cache", "runpod-comfy", "git"),
-		filepath.Join("cache", "runpod-comfy", "pip"),
-	} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+	l := layout.New(root)
+	for _, d := range []string{l.StateBase(), l.Resolved(), l.Git(), l.Pip()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("creating ROOT: %w", err)
 		}
 	}

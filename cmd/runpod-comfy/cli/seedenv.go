@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"io"
 	"os"
 	"path/filepath"
@@ -85,8 +86,8 @@ func readSeedEnv(root string) seedEnv {
 		}
 	}
 	if cr := os.Getenv("COMFY_CACHE_ROOT"); cr != "" {
-		if filepath.Clean(cr) != filepath.Join(root, "cache", "runpod-comfy") {
-			e.Notes = append(e.Notes, fmt.Sprintf("COMFY_CACHE_ROOT=%s: not used: locks, git mirrors and downloads are always under ROOT/cache/runpod-comfy (%s); set RUNPOD_COMFY_ROOT (or --root) to move them", cr, filepath.Join(root, "cache", "runpod-comfy")))
+		if filepath.Clean(cr) != layout.New(root).Cache() {
+			e.Notes = append(e.Notes, fmt.Sprintf("COMFY_CACHE_ROOT=%s: not used: locks, git mirrors and downloads are always under ROOT/cache/runpod-comfy (%s); set RUNPOD_COMFY_ROOT (or --root) to move them", cr, layout.New(root).Cache()))
 		}
 	}
 	var names []string
