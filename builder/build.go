@@ -80,8 +80,8 @@ type BuildResult struct {
 	Lock        *specs.Lock  `json:"-"`
 }
 
-// NodeStatus is the post-build check of one declared git source (pain point 1: nothing
-// declared may be silently missing).
+// NodeStatus is the post-build check of one declared git source (nothing declared may be
+// silently missing).
 type NodeStatus struct {
 	Name      string `json:"name"`
 	Commit    string `json:"commit"`

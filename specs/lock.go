@@ -1,7 +1,7 @@
 package specs
 
 // LockVersion is the lock format this package writes. A lock of another version is refused
-// loudly rather than half-read (users' pain point 6).
+// loudly rather than half-read.
 const LockVersion = 1
 
 // Lock is the resolved form of a Spec: every ref pinned to a commit, every model to a checksum

@@ -334,7 +334,7 @@ func (s *Store) readFiles(d Digest) ([]nar.File, error) {
 
 var epochOne = []unix.Timespec{{Sec: 1}, {Sec: 1}}
 
-// canonicalise applies store-format.md section 8 to the tree at root, which will live at
+// canonicalise applies the store's canonical form (docs/design.md section 4) to the tree at root, which will live at
 // ROOT/store/<base>: mtime 1, modes 0444/0555, no setuid/setgid/sticky, no xattrs, hard links
 // broken, only regular files, directories and symlinks; symlinks must not point into the
 // store by an absolute path nor leave the store by a relative one.

@@ -1,5 +1,5 @@
 // Package store is the content-addressed store of runpod-comfy on a shared volume
-// (DESIGN.md sections 3-5 and 9, reference/store-format.md). It imports nothing of ours but
+// (docs/design.md sections 3-5 and 9). It imports nothing of ours but
 // internal/.
 //
 // Words:

@@ -29,7 +29,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-// Kinds of derivation (DESIGN.md section 7).
+// Kinds of derivation (docs/design.md section 7).
 const (
 	KindGit    = "git"
 	KindModel  = "model"

@@ -181,8 +181,8 @@ func readBlobs(r *bufio.Reader, n int, write func(i int, size int64, r io.Reader
 }
 
 // createFile creates the regular file p with size bytes from r, read-only from the start:
-// mode 0444, or 0555 when executable, the modes the store gives a file (store-format.md
-// section 8), so that the store's canonicalisation finds them right and skips a chmod per
+// mode 0444, or 0555 when executable, the modes the store gives a file (docs/design.md
+// section 4), so that the store's canonicalisation finds them right and skips a chmod per
 // file. Writing through the descriptor is allowed whatever the mode. Raw system calls (open,
 // write, close) avoid the poller registration os.OpenFile tries for every file.
 func createFile(p string, executable bool, r io.Reader, size int64, buf []byte) error {

@@ -35,7 +35,7 @@ type Result struct {
 	// Checksum is the file's hash in Want's algorithm (sha256 when Want had none).
 	Checksum Checksum
 	Size     int64
-	// NarHash is "sha256:<nix32>" of the file as a single-file NAR (store-format.md section 2),
+	// NarHash is "sha256:<nix32>" of the file as a single-file NAR (package store/nar),
 	// computed in the same pass; empty when the size was not announced before the body.
 	NarHash string
 	NarSize int64

@@ -1,7 +1,7 @@
 // Package python is the Python side of runpod-comfy: it chooses and identifies the
 // interpreter, gathers every requirement of a version, resolves them together into the lock
-// with pip, and builds the python and venv kinds of derivation (DESIGN.md sections 6 and 7,
-// reference/store-format.md section 9).
+// with pip, and builds the python and venv kinds of derivation (docs/design.md sections 6 and 7,
+// docs/python.md).
 //
 // Words:
 //

@@ -1,5 +1,5 @@
 // Package worker is a RunPod queue-based serverless worker written against the queue protocol
-// (reference/runpod-worker.md), without RunPod's Python SDK, and a ComfyUI job handler that
+// (RunPod's serverless worker protocol as its Python SDK speaks it; docs/runpod.md), without RunPod's Python SDK, and a ComfyUI job handler that
 // accepts runpod-workers/worker-comfyui's input unchanged.
 //
 // Words used here:

@@ -1,5 +1,5 @@
 // Package nar reads and writes the Nix ARchive format byte for byte as Nix does
-// (../../shared reference store-format.md section 2), and computes NAR hashes.
+// (docs/design.md section 4), and computes NAR hashes.
 //
 // Words:
 //   - NAR: the canonical serialisation of a file, a symlink or a directory tree: only

@@ -107,7 +107,7 @@ func runInit(ctx context.Context, g *Globals, o *InitOptions, out io.Writer) err
 	return nil
 }
 
-// initRoot creates the ROOT layout of DESIGN.md section 3. The store package owns store/ and
+// initRoot creates the ROOT layout of docs/design.md section 3. The store package owns store/ and
 // builds/; the rest is created here.
 func initRoot(root string) error {
 	if _, err := store.Open(root); err != nil {

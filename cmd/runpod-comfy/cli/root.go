@@ -12,7 +12,7 @@ import (
 
 // Globals are the flags every command shares.
 type Globals struct {
-	Root        string // ROOT: the volume (DESIGN.md section 3)
+	Root        string // ROOT: the volume (docs/design.md section 3)
 	VersionsDir string
 	JSON        bool
 	Verbose     bool
@@ -96,7 +96,7 @@ func newRootCmd(ctx context.Context) *cobra.Command {
 	return root
 }
 
-// defaultRoot picks ROOT as DESIGN.md section 3 says, when neither --root nor
+// defaultRoot picks ROOT as docs/design.md section 3 says, when neither --root nor
 // $RUNPOD_COMFY_ROOT is set.
 func defaultRoot() string {
 	for _, mount := range []string{"/runpod-volume", "/workspace"} {
