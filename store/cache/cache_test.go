@@ -67,7 +67,7 @@ func writeFiles(dir string, files map[string]string) error {
 func buildTestClosure(t *testing.T, st *store.Store, suffix string, extraObjects int) testClosure {
 	t.Helper()
 	var c testClosure
-	// The model is hello.txt of store-format.md section 3: its NAR hash is a Nix vector.
+	// The model is Nix's hello.txt test vector: its NAR hash is known.
 	model := "hello.txt"
 	sum := sha256.Sum256([]byte("Hello, World!\n"))
 	mp, err := store.PathFor(store.FixedFingerprint("sha256", hex.EncodeToString(sum[:]), model), model)

@@ -11,7 +11,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-// The narinfo Nix 2.8.0 wrote for the "source" hello.txt path (store-format.md section 4).
+// The narinfo Nix 2.8.0 wrote for the "source" hello.txt path (a Nix test vector).
 const nixHelloNarInfo = `StorePath: /nix/store/8dh7w49x7r3xkwz39vavcq6znygmzrp0-hello.txt
 URL: nar/0xmvxmsmmc6n79sk2h3r6db3yp8drmxps61mdk7iqnvc6vcsww60.nar
 Compression: none
@@ -34,7 +34,7 @@ func TestNix32Vectors(t *testing.T) {
 	for _, tc := range []struct{ hex, want string }{
 		{"1f", "0z"},
 		{"d86b3392c1202e8ff5a423b302e6284db7f8f435ea9f39b5b1b20fd3ac36dfcb", "1jyz6snd63xjn6skk7za6psgidsd53k05cr3lksqybi0q6936syq"},
-		// store-format.md section 3: hello.txt file sha256 and NAR sha256.
+		// Nix's hello.txt vector: file sha256 and NAR sha256.
 		{"c98c24b677eff44860afea6f493bbaec5bb1c4cbb209c6fc2bbb47f66ff2ad31", "0cddy9pzcixv5gycc2djrg2b2nzcp8xljvzamxh4ix7gfyv29369"},
 		{"c070aed9366c5b1ccf6c35187d7bcd0d5d3f5633794031753ad6b05a75edbb76", "0xmvxmsmmc6n79sk2h3r6db3yp8drmxps61mdk7iqnvc6vcsww60"},
 	} {
