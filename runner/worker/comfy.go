@@ -217,6 +217,11 @@ func (e *brokenWorkerError) Unwrap() error { return e.err }
 
 // ensure returns a running ComfyUI for version, starting or switching as needed. h.mu is held.
 func (h *ComfyHandler) ensure(ctx context.Context, version string) (*runner.Process, error) {
+	// After Close nothing may start ComfyUI or take a temporary root again: the worker loop's
+	// Ready can run just after Close, and would otherwise leave a root nobody closes.
+	if err := h.life.Err(); err != nil {
+		return nil, fmt.Errorf("the handler is closed: %w", err)
+	}
 	if err := store.ValidateRootID(version); err != nil {
 		return nil, &InputError{Field: "version_id", Err: err}
 	}

@@ -322,6 +322,13 @@ func TestComfyWorker(t *testing.T) {
 	if roots := tempRoots(t, e.root); roots != "" {
 		t.Errorf("temporary roots left after Close: %s", roots)
 	}
+	// The worker loop may call Ready just after Close: it must start nothing and root nothing.
+	if err := e.h.Ready(context.Background()); err == nil {
+		t.Errorf("Ready after Close started ComfyUI again")
+	}
+	if roots := tempRoots(t, e.root); roots != "" {
+		t.Errorf("temporary roots left by Ready after Close: %s", roots)
+	}
 }
 
 // checkOutputs checks a successful output: n images in worker-comfyui's list, every output
