@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -31,7 +32,9 @@ func (p *Process) Run(ctx context.Context, workflow json.RawMessage, opts RunOpt
 		return res, nil
 	}
 	var ue *url.Error
-	if !errors.Is(err, ErrComfyExited) && (!errors.As(err, &ue) || ctx.Err() != nil) {
+	// A connection cut while a response body is read is io.ErrUnexpectedEOF, not a *url.Error.
+	cut := errors.As(err, &ue) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+	if !errors.Is(err, ErrComfyExited) && (!cut || ctx.Err() != nil) {
 		return nil, err // not a failed request: ComfyUI answered
 	}
 	// A network error may be ComfyUI dying (e.g. while answering POST /prompt): say so.
