@@ -46,13 +46,15 @@ func parseFixed(p Path, fp string) (fixedAddr, bool, error) {
 	}
 	algo, rest, _ := strings.Cut(rest, ":")
 	hx, _, _ := strings.Cut(rest, ":")
-	if newContentHash(algo) == nil {
+	if NewContentHash(algo) == nil {
 		return fixedAddr{}, true, fmt.Errorf("%s: fingerprint %q: unknown hash algorithm %q", p, fp, algo)
 	}
 	return fixedAddr{algo, hx}, true, nil
 }
 
-func newContentHash(algo string) hash.Hash {
+// NewContentHash returns a fresh hash for a fixed object's content algorithm ("sha256" or
+// "md5", as in FixedFingerprint), or nil for an algorithm the store does not know.
+func NewContentHash(algo string) hash.Hash {
 	switch algo {
 	case "sha256":
 		return sha256.New()
@@ -103,7 +105,7 @@ func hashFixedFile(path, algo string) (narHash string, narSize int64, content st
 		return "", 0, "", errors.New("not a regular file")
 	}
 	exec := fi.Mode()&0o100 != 0
-	narH, contentH := nar.NewFileHasher(fi.Size(), exec), newContentHash(algo)
+	narH, contentH := nar.NewFileHasher(fi.Size(), exec), NewContentHash(algo)
 	n, err := io.Copy(io.MultiWriter(narH, contentH), f)
 	if err != nil {
 		return "", 0, "", err

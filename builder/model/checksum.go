@@ -1,12 +1,12 @@
 package model
 
 import (
-	"crypto/md5"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
 // Hash algorithms a model checksum may use.
@@ -61,13 +61,10 @@ func (c Checksum) String() string {
 	return c.Algo + ":" + c.Hex
 }
 
-// newHash returns a fresh hash for algo.
+// newHash returns a fresh hash for algo; the store owns the algorithms of fixed objects.
 func newHash(algo string) (hash.Hash, error) {
-	switch algo {
-	case SHA256:
-		return sha256.New(), nil
-	case MD5:
-		return md5.New(), nil
+	if h := store.NewContentHash(algo); h != nil {
+		return h, nil
 	}
 	return nil, fmt.Errorf("unknown checksum algorithm %q", algo)
 }
