@@ -167,7 +167,9 @@ func (c *Client) History(ctx context.Context, promptID string) (*HistoryEntry, e
 }
 
 // Run runs one workflow to its end and fetches its outputs (see the package documentation).
-// When ctx ends first, the job is interrupted in ComfyUI and ctx's error returned.
+// When ctx ends first, the job is interrupted in ComfyUI and ctx's error returned. Its steps,
+// in order: check the workflow, upload the input images, open the event stream, submit the
+// prompt, wait for the end, read the history entry, collect the outputs.
 func (c *Client) Run(ctx context.Context, workflow json.RawMessage, opts RunOptions) (*RunResult, error) {
 	start := time.Now()
 	wf, err := CheckWorkflow(workflow)
@@ -182,175 +184,32 @@ func (c *Client) Run(ctx context.Context, workflow json.RawMessage, opts RunOpti
 		res.ClientID = uuid.NewString()
 	}
 	tag := jobTag(res.PromptID)
-	for _, img := range opts.Images {
-		ref, err := c.uploadImage(ctx, img, tag, opts.ImageHTTP)
-		if err != nil {
-			return nil, err
-		}
-		res.Uploaded = append(res.Uploaded, ref)
-		wf.replaceString(img.Name, ref)
+	if res.Uploaded, err = c.uploadInputs(ctx, wf, opts.Images, tag, opts.ImageHTTP); err != nil {
+		return nil, err
 	}
 	if !opts.KeepPrefix {
 		wf.uniquePrefixes(tag)
 	}
-
-	// WebSocket first, so that no event of the prompt is missed.
-	stop := make(chan struct{})
-	defer close(stop)
-	events := make(chan wsMessage, 64)
-	wsGone := make(chan error, 1)
-	conn, err := c.dial(ctx, res.ClientID)
-	if err != nil {
-		wsGone <- err
-	} else {
-		defer conn.Close()
-		// ComfyUI registers the socket under its client id only after the handshake answer,
-		// then sends a first "status" message: wait for that message before posting, or the
-		// events of a fast prompt go to no one and the job never sees its completion.
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, _, err := conn.ReadMessage(); err != nil {
-			wsGone <- err
-		} else {
-			conn.SetReadDeadline(time.Time{})
-			go readEvents(conn, events, wsGone, stop, c.Trace) // ends when conn is closed (deferred above)
-		}
-	}
-
+	// The event stream first, so that no event of the prompt is missed.
+	events := c.openEvents(ctx, res.ClientID)
+	defer events.close()
 	if err := c.postPrompt(ctx, wf, res, opts.ExtraData); err != nil {
 		return nil, err
 	}
-
-	progress := func(p Progress) {
-		if opts.Progress != nil {
-			p.PromptID = res.PromptID
-			opts.Progress(p)
-		}
-	}
-	var (
-		poll     <-chan time.Time
-		ticker   *time.Ticker
-		failures int
-		execErr  *ExecutionError
-		interr   bool
-		total    = len(wf)
-		done     = 0
-		current  string
-	)
-	defer func() {
-		if ticker != nil {
-			ticker.Stop()
-		}
-	}()
-	startPolling := func() {
-		if ticker == nil {
-			iv := c.PollInterval
-			if iv <= 0 {
-				iv = 250 * time.Millisecond
-			}
-			ticker = time.NewTicker(iv)
-			poll = ticker.C
-			res.Polled = true
-		}
-	}
-	// A slow safety poll, in case the socket stays up but the completion event never comes
-	// (a proxy or an odd ComfyUI that drops per-prompt events).
-	safety := time.NewTicker(5 * time.Second)
-	defer safety.Stop()
-	var entry *HistoryEntry
-wait:
-	for {
-		select {
-		case <-safety.C:
-			if e, err := c.History(ctx, res.PromptID); err == nil && e != nil {
-				entry = e
-				break wait
-			}
-		case <-ctx.Done():
-			ictx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = c.Interrupt(ictx, res.PromptID)
-			cancel()
-			return nil, fmt.Errorf("job %s: %w", res.PromptID, ctx.Err())
-		case <-opts.Exited:
-			return nil, fmt.Errorf("job %s: %w", res.PromptID, ErrComfyExited)
-		case <-wsGone:
-			wsGone = nil
-			startPolling()
-		case <-poll:
-			e, err := c.History(ctx, res.PromptID)
-			if err != nil {
-				if ctx.Err() != nil {
-					continue
-				}
-				failures++
-				if failures >= max(c.MaxPollFailures, 1) {
-					return nil, fmt.Errorf("job %s: comfyui stopped answering: %w", res.PromptID, err)
-				}
-				continue
-			}
-			failures = 0
-			if e != nil {
-				entry = e
-				break wait
-			}
-		case m := <-events:
-			d := m.Data
-			if d.PromptID == nil || *d.PromptID != res.PromptID {
-				continue // other prompts, status broadcasts, custom node events
-			}
-			switch m.Type {
-			case "execution_start":
-				progress(Progress{Event: m.Type, Total: total})
-			case "execution_cached":
-				res.Cached = append(res.Cached, d.Nodes...)
-				total = len(wf) - len(d.Nodes)
-				progress(Progress{Event: m.Type, Total: total})
-			case "executing":
-				if d.Node == nil {
-					break wait // the completion signal: history is stored
-				}
-				if current != "" {
-					done++
-				}
-				current = *d.Node
-				progress(Progress{Event: m.Type, NodeID: current, NodeType: wf.classType(current), Done: done, Total: total})
-			case "progress":
-				node := current
-				if d.Node != nil {
-					node = *d.Node
-				}
-				progress(Progress{Event: m.Type, NodeID: node, NodeType: wf.classType(node), Value: int(d.Value), Max: int(d.Max), Done: done, Total: total})
-			case "executed":
-				progress(Progress{Event: m.Type, NodeID: derefString(d.Node), NodeType: wf.classType(derefString(d.Node)), Done: done, Total: total})
-			case "execution_error":
-				execErr = &ExecutionError{PromptID: res.PromptID, NodeID: d.NodeID, NodeType: d.NodeType, ExceptionType: d.ExceptionType, ExceptionMessage: d.ExceptionMessage, Traceback: d.Traceback}
-			case "execution_interrupted":
-				interr = true
-			}
-		}
+	job := &jobState{wf: wf, res: res, report: opts.Progress, total: len(wf)}
+	entry, err := c.await(ctx, job, events, opts.Exited)
+	if err != nil {
+		return nil, err
 	}
 	if entry == nil {
-		// The history is stored before the completion signal; poll briefly in case a proxy
-		// reordered things.
-		for i := 0; i < 20 && entry == nil; i++ {
-			if entry, err = c.History(ctx, res.PromptID); err != nil {
-				return nil, fmt.Errorf("job %s: reading history: %w", res.PromptID, err)
-			}
-			if entry == nil {
-				select {
-				case <-ctx.Done():
-					return nil, fmt.Errorf("job %s: %w", res.PromptID, ctx.Err())
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
-		}
-		if entry == nil {
-			return nil, fmt.Errorf("job %s: finished but has no history entry", res.PromptID)
+		if entry, err = c.readHistory(ctx, res.PromptID); err != nil {
+			return nil, err
 		}
 	}
-	if entry.Status.StatusStr == "error" || execErr != nil || interr {
-		return nil, jobError(res.PromptID, entry, execErr, interr)
+	if entry.Status.StatusStr == "error" || job.execErr != nil || job.interrupted {
+		return nil, jobError(res.PromptID, entry, job.execErr, job.interrupted)
 	}
-	progress(Progress{Event: "done", Done: total, Total: total})
+	job.progress(Progress{Event: "done", Done: job.total, Total: job.total})
 	cached := map[string]bool{}
 	for _, id := range res.Cached {
 		cached[id] = true
@@ -361,6 +220,203 @@ wait:
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// uploadInputs uploads a job's input images and rewrites the workflow's references to their
+// names; it returns the names written, relative to the input directory.
+func (c *Client) uploadInputs(ctx context.Context, wf Workflow, images []InputImage, tag string, fetch *http.Client) ([]string, error) {
+	var uploaded []string
+	for _, img := range images {
+		ref, err := c.uploadImage(ctx, img, tag, fetch)
+		if err != nil {
+			return nil, err
+		}
+		uploaded = append(uploaded, ref)
+		wf.replaceString(img.Name, ref)
+	}
+	return uploaded, nil
+}
+
+// eventStream is the WebSocket of one job: its messages arrive on events; gone receives the
+// error that ended it (at most once), also when it could not be opened.
+type eventStream struct {
+	events chan wsMessage
+	gone   chan error
+	stop   chan struct{}
+	conn   *websocket.Conn
+}
+
+// openEvents connects the WebSocket as clientID and starts reading it. A socket that cannot be
+// opened is not an error: the stream is gone at once and the job is followed by polling.
+func (c *Client) openEvents(ctx context.Context, clientID string) *eventStream {
+	s := &eventStream{events: make(chan wsMessage, 64), gone: make(chan error, 1), stop: make(chan struct{})}
+	conn, err := c.dial(ctx, clientID)
+	if err != nil {
+		s.gone <- err
+		return s
+	}
+	s.conn = conn
+	// ComfyUI registers the socket under its client id only after the handshake answer, then
+	// sends a first "status" message: wait for that message before posting, or the events of
+	// a fast prompt go to no one and the job never sees its completion.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := conn.ReadMessage(); err != nil {
+		s.gone <- err
+		return s
+	}
+	conn.SetReadDeadline(time.Time{})
+	go readEvents(conn, s.events, s.gone, s.stop, c.Trace) // ends when close closes conn
+	return s
+}
+
+// close ends the stream and its reader.
+func (s *eventStream) close() {
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	close(s.stop)
+}
+
+// jobState is what the wait learns of a running job from its events.
+type jobState struct {
+	wf          Workflow
+	res         *RunResult
+	report      func(Progress)
+	total, done int    // nodes to run (not cached) and nodes finished
+	current     string // the node executing
+	execErr     *ExecutionError
+	interrupted bool
+}
+
+// progress reports p for the job, if anyone listens.
+func (j *jobState) progress(p Progress) {
+	if j.report != nil {
+		p.PromptID = j.res.PromptID
+		j.report(p)
+	}
+}
+
+// event takes one WebSocket message and reports whether it is the job's completion signal
+// (executing with node null: the history entry is stored). Messages of other prompts, status
+// broadcasts and custom node events are skipped.
+func (j *jobState) event(m wsMessage) (complete bool) {
+	d := m.Data
+	if d.PromptID == nil || *d.PromptID != j.res.PromptID {
+		return false
+	}
+	switch m.Type {
+	case "execution_start":
+		j.progress(Progress{Event: m.Type, Total: j.total})
+	case "execution_cached":
+		j.res.Cached = append(j.res.Cached, d.Nodes...)
+		j.total = len(j.wf) - len(d.Nodes)
+		j.progress(Progress{Event: m.Type, Total: j.total})
+	case "executing":
+		if d.Node == nil {
+			return true
+		}
+		if j.current != "" {
+			j.done++
+		}
+		j.current = *d.Node
+		j.progress(Progress{Event: m.Type, NodeID: j.current, NodeType: j.wf.classType(j.current), Done: j.done, Total: j.total})
+	case "progress":
+		node := j.current
+		if d.Node != nil {
+			node = *d.Node
+		}
+		j.progress(Progress{Event: m.Type, NodeID: node, NodeType: j.wf.classType(node), Value: int(d.Value), Max: int(d.Max), Done: j.done, Total: j.total})
+	case "executed":
+		node := derefString(d.Node)
+		j.progress(Progress{Event: m.Type, NodeID: node, NodeType: j.wf.classType(node), Done: j.done, Total: j.total})
+	case "execution_error":
+		j.execErr = &ExecutionError{PromptID: j.res.PromptID, NodeID: d.NodeID, NodeType: d.NodeType, ExceptionType: d.ExceptionType, ExceptionMessage: d.ExceptionMessage, Traceback: d.Traceback}
+	case "execution_interrupted":
+		j.interrupted = true
+	}
+	return false
+}
+
+// await waits for the job's end: the completion event on the stream, or, once the stream is
+// gone, a poll of /history that finds the entry (MaxPollFailures failed polls in a row end the
+// job). A slow safety poll runs all along, in case the socket stays up but the completion
+// event never comes (a proxy or an odd ComfyUI that drops per-prompt events). It returns the
+// entry when a poll found it, nil after the completion event. When ctx ends the prompt is
+// interrupted; when exited is closed the job fails with ErrComfyExited.
+func (c *Client) await(ctx context.Context, job *jobState, s *eventStream, exited <-chan struct{}) (*HistoryEntry, error) {
+	promptID := job.res.PromptID
+	var (
+		poll     <-chan time.Time
+		failures int
+	)
+	gone := s.gone
+	safety := time.NewTicker(5 * time.Second)
+	defer safety.Stop()
+	for {
+		select {
+		case <-safety.C:
+			if e, err := c.History(ctx, promptID); err == nil && e != nil {
+				return e, nil
+			}
+		case <-ctx.Done():
+			ictx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = c.Interrupt(ictx, promptID)
+			cancel()
+			return nil, fmt.Errorf("job %s: %w", promptID, ctx.Err())
+		case <-exited:
+			return nil, fmt.Errorf("job %s: %w", promptID, ErrComfyExited)
+		case <-gone:
+			gone = nil
+			iv := c.PollInterval
+			if iv <= 0 {
+				iv = 250 * time.Millisecond
+			}
+			ticker := time.NewTicker(iv)
+			defer ticker.Stop()
+			poll = ticker.C
+			job.res.Polled = true
+		case <-poll:
+			e, err := c.History(ctx, promptID)
+			if err != nil {
+				if ctx.Err() != nil {
+					continue
+				}
+				failures++
+				if failures >= max(c.MaxPollFailures, 1) {
+					return nil, fmt.Errorf("job %s: comfyui stopped answering: %w", promptID, err)
+				}
+				continue
+			}
+			failures = 0
+			if e != nil {
+				return e, nil
+			}
+		case m := <-s.events:
+			if job.event(m) {
+				return nil, nil
+			}
+		}
+	}
+}
+
+// readHistory reads the history entry of a job that signalled completion. ComfyUI stores it
+// before the signal; a few short retries cover a proxy that reordered things.
+func (c *Client) readHistory(ctx context.Context, promptID string) (*HistoryEntry, error) {
+	for i := 0; i < 20; i++ {
+		entry, err := c.History(ctx, promptID)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: reading history: %w", promptID, err)
+		}
+		if entry != nil {
+			return entry, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("job %s: %w", promptID, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("job %s: finished but has no history entry", promptID)
 }
 
 // jobTag is the short per-job tag used in unique names: the first 8 hex digits of the prompt

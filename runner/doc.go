@@ -101,7 +101,9 @@
 // client id (no Origin header), posts the prompt, reports progress, waits for
 // executing{node:null} with its prompt id (or, when the socket drops, polls /history/<id>),
 // reads the history entry and fetches every output through /view (any list entry with a
-// filename: images, animated images, video, audio, VHS gifs; and "text" strings). Errors:
+// filename: images, animated images, video, audio, VHS gifs; and "text" strings). Each of
+// these steps is one method in client.go (uploadInputs, openEvents, postPrompt, await,
+// readHistory, collect); Run only composes them. Errors:
 // *WorkflowError; *ValidationError (HTTP 400 or non-empty node_errors) with
 // Nodes[id].Errors[].Message, each node's messages in Error(); *ExecutionError
 // (execution_error) with the node id, type, exception and traceback; ErrInterrupted;
