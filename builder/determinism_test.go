@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/runpod-comfy/runpod-comfy/builder/diff"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/builder/model"
+	"github.com/runpod-comfy/runpod-comfy/diff"
 	"github.com/runpod-comfy/runpod-comfy/lang"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"

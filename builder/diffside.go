@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/runpod-comfy/runpod-comfy/builder/diff"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/diff"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
-	"github.com/runpod-comfy/runpod-comfy/builder/diff"
+	"github.com/runpod-comfy/runpod-comfy/diff"
 )
 
 // CheckOptions are the flags and arguments of check.

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-comfy/runpod-comfy/builder"
-	"github.com/runpod-comfy/runpod-comfy/builder/diff"
+	"github.com/runpod-comfy/runpod-comfy/diff"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
