@@ -113,6 +113,10 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 		lock.Comfy = c
 	}
 	for _, n := range spec.CustomNodes {
+		if n.IsRegistry() {
+			errs = append(errs, &ResolveError{Node: n.Label(), Pos: n.Pos, Err: errors.New("Comfy Registry nodes are not resolved by this build of runpod-comfy yet")})
+			continue
+		}
 		var prev *specs.GitLock
 		if old != nil {
 			for i := range old.CustomNodes {

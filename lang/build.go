@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -151,6 +152,7 @@ func buildNodes(doc *rawDoc, s *specs.Spec, d *diags) {
 		pos  specs.Pos
 	}
 	seen := map[string]first{}
+	seenID := map[string]first{}
 	for _, b := range doc.nodes {
 		n := specs.CustomNode{Pos: posOf(b.def)}
 		nameRng := b.def
@@ -177,17 +179,27 @@ func buildNodes(doc *rawDoc, s *specs.Spec, d *diags) {
 			}
 		}
 		repoA := b.get("repo")
-		if repoA == nil && !b.present("repo") {
-			d.errorf(b.def, b.path+".repo", "is missing: a custom node needs the git URL of its repository")
-		} else if v, ok := stringVal(repoA, d); ok {
-			n.Repo = v
-			if err := specs.CheckGitURL(v); err != nil {
-				d.errorf(repoA.rng, repoA.path, "%v", err)
-			} else if !nameSet {
-				n.Name, nameRng = specs.NodeNameFromRepo(v), repoA.rng
+		switch {
+		case b.present("registry") && b.present("repo"):
+			d.errorf(b.def, b.path, "sets both repo and registry: a custom node comes from git (repo) or from the Comfy Registry (registry), not both")
+		case b.present("registry"):
+			registryNode(b, &n, nameSet, &nameRng, d)
+		case repoA == nil && !b.present("repo"):
+			d.errorf(b.def, b.path+".repo", "is missing: a custom node needs the git URL of its repository (repo) or its Comfy Registry id (registry)")
+		default:
+			if v, ok := stringVal(repoA, d); ok {
+				n.Repo = v
+				if err := specs.CheckGitURL(v); err != nil {
+					d.errorf(repoA.rng, repoA.path, "%v", err)
+				} else if !nameSet {
+					n.Name, nameRng = specs.NodeNameFromRepo(v), repoA.rng
+				}
 			}
+			if a := b.get("version"); a != nil {
+				d.errorf(a.rng, a.path, "applies to registry nodes only: a git node is pinned by commit or ref")
+			}
+			n.Ref, n.Commit = gitPin(b, d)
 		}
-		n.Ref, n.Commit = gitPin(b, d)
 		if a := b.get("install_requirements"); a != nil {
 			if v, ok := boolVal(a, d); ok {
 				n.InstallRequirements = &v
@@ -208,7 +220,59 @@ func buildNodes(doc *rawDoc, s *specs.Spec, d *diags) {
 				seen[n.Name] = first{b.path, posOf(b.def)}
 			}
 		}
+		if n.Registry != "" {
+			if f, dup := seenID[n.Registry]; dup {
+				d.errorf(b.def, b.path, "installs registry node %s, as %s (%s) does: declare it once", n.Registry, f.path, f.pos)
+			} else {
+				seenID[n.Registry] = first{b.path, posOf(b.def)}
+			}
+		}
 		s.CustomNodes = append(s.CustomNodes, n)
+	}
+}
+
+// registryNode reads the registry and version of a Comfy Registry node into n. The id is
+// written in lowercase (ids compare case-insensitively); a missing version is "latest",
+// resolved once and pinned in the lock. Git's ref, commit and submodules do not apply.
+func registryNode(b *rawBlock, n *specs.CustomNode, nameSet bool, nameRng *hcl.Range, d *diags) {
+	a := b.get("registry")
+	if a == nil {
+		return // present but not evaluated: reported
+	}
+	v, ok := stringVal(a, d)
+	if !ok {
+		return
+	}
+	if err := specs.CheckRegistryID(v); err != nil {
+		d.errorf(a.rng, a.path, "%v", err)
+		return
+	}
+	if low := strings.ToLower(v); low != v {
+		d.warnf(a.rng, a.path, "%q: registry ids compare case-insensitively: taken as %q", v, low)
+		v = low
+	}
+	n.Registry = v
+	if !nameSet {
+		n.Name, *nameRng = v, a.rng
+	}
+	for _, git := range []string{"ref", "commit", "submodules"} {
+		if g := b.get(git); g != nil {
+			d.errorf(g.rng, g.path, "applies to git nodes only: a registry node is pinned by version")
+		}
+	}
+	va := b.get("version")
+	switch {
+	case va == nil && !b.present("version"):
+		d.warnf(a.rng, b.path, "has no version: the registry's latest version is resolved and pinned in the lock")
+		n.Version = "latest"
+	case va == nil:
+	default:
+		if ver, ok := stringVal(va, d); ok {
+			if err := specs.CheckRegistryVersion(ver); err != nil {
+				d.errorf(va.rng, va.path, "%v", err)
+			}
+			n.Version = ver
+		}
 	}
 }
 

@@ -52,6 +52,8 @@ func FormatHCL(s *specs.Spec) ([]byte, error) {
 		setString(nb, "repo", n.Repo)
 		setString(nb, "ref", n.Ref)
 		setString(nb, "commit", n.Commit)
+		setString(nb, "registry", n.Registry)
+		setString(nb, "version", n.Version)
 		setBoolPtr(nb, "install_requirements", n.InstallRequirements)
 		setBool(nb, "writable", n.Writable)
 		setBool(nb, "submodules", n.Submodules)

@@ -86,7 +86,7 @@ type rawDoc struct {
 
 var (
 	comfyAttrs   = []string{"repo", "ref", "commit", "install_requirements"}
-	nodeAttrs    = []string{"name", "repo", "ref", "commit", "install_requirements", "writable", "submodules", "target_dir"}
+	nodeAttrs    = []string{"name", "repo", "ref", "commit", "registry", "version", "install_requirements", "writable", "submodules", "target_dir"}
 	modelAttrs   = []string{"source", "target_subdir", "target_path", "path", "name", "checksum"}
 	pythonAttrs  = []string{"version", "packages", "index_url", "extra_index_urls", "find_links", "constraints", "system_site_packages"}
 	optionsAttrs = []string{"offline", "skip_models", "substituters"}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/layout"
+	"github.com/runpod-comfy/runpod-comfy/internal/semver"
 )
 
 // IsFullCommit reports whether s is a full git object id: 40 (SHA-1) or 64 (SHA-256) hex digits.
@@ -413,6 +414,66 @@ func SourceFileName(source string) string {
 		base = u
 	}
 	return base
+}
+
+// IsRegistry reports whether the node comes from the Comfy Registry rather than git.
+func (n CustomNode) IsRegistry() bool { return n.Registry != "" }
+
+// Label names the node for messages: its registry id@version request, else its name, e.g.
+// `custom node "comfyui-impact-pack@^8.8.0"`.
+func (n CustomNode) Label() string {
+	if n.IsRegistry() {
+		return fmt.Sprintf("custom node %q (registry %s@%s)", n.Name, n.Registry, n.Version)
+	}
+	return fmt.Sprintf("custom node %q", n.Name)
+}
+
+// MaxRegistryIDLen is one more than the longest registry id: the registry wants ids shorter
+// than 100 characters (docs.comfy.org, registry specifications, "name").
+const MaxRegistryIDLen = 100
+
+// CheckRegistryID applies the Comfy Registry's rules for a node id (the name in the node's
+// pyproject.toml): fewer than 100 characters; letters, digits, '-', '_' and '.'; starting
+// with a letter; no two special characters in a row. Ids compare case-insensitively; lang
+// writes them in lowercase, as ComfyUI-Manager does.
+func CheckRegistryID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("registry id is empty")
+	case len(id) >= MaxRegistryIDLen:
+		return fmt.Errorf("registry id %q is %d characters: the registry's ids are shorter than %d", id[:40]+"...", len(id), MaxRegistryIDLen)
+	}
+	if err := CheckText(id); err != nil {
+		return fmt.Errorf("registry id %q %w", id, err)
+	}
+	special := func(c byte) bool { return c == '-' || c == '_' || c == '.' }
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9':
+			if i == 0 {
+				return fmt.Errorf("registry id %q starts with a digit: registry ids start with a letter", id)
+			}
+		case special(c):
+			if i == 0 {
+				return fmt.Errorf("registry id %q starts with %q: registry ids start with a letter", id, c)
+			}
+			if special(id[i-1]) {
+				return fmt.Errorf("registry id %q has two special characters in a row (%q): the registry does not allow it", id, id[i-1:i+1])
+			}
+		default:
+			return fmt.Errorf("registry id %q holds %q: registry ids hold only letters, digits, '-', '_' and '.'", id, c)
+		}
+	}
+	return nil
+}
+
+// CheckRegistryVersion checks a registry node's version request: an exact semantic version
+// ("8.8.1"), "latest", or a range ("^8.8.0", "~8.8.0", ">=8.8.0, <9.0.0", "8.*").
+func CheckRegistryVersion(v string) error {
+	_, err := semver.ParseRequest(v)
+	return err
 }
 
 // WantsRequirements reports whether ComfyUI's requirements.txt is installed (the default).

@@ -217,3 +217,16 @@ func TestCheckPythonVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckRegistryID(t *testing.T) {
+	for _, ok := range []string{"comfyui-impact-pack", "rgthree-comfy", "ComfyUI_essentials", "a", "was-node-suite-comfyui", "comfyui.v2", "a1-b2_c3.d4", strings.Repeat("a", 99)} {
+		if err := CheckRegistryID(ok); err != nil {
+			t.Errorf("CheckRegistryID(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "1tool", "-x", "_x", ".x", "a--b", "a-.b", "a/b", "a b", "../x", "a\nb", "é", strings.Repeat("a", 100)} {
+		if err := CheckRegistryID(bad); err == nil {
+			t.Errorf("CheckRegistryID(%q) accepted", bad)
+		}
+	}
+}

@@ -34,13 +34,20 @@ type Comfy struct {
 	Pos Pos `json:"-"`
 }
 
-// CustomNode is one custom node, fetched from git by commit. Name is the directory name under
-// custom_nodes/; lang fills it from the repository URL when the spec leaves it out.
+// CustomNode is one custom node: fetched from git by commit (Repo) or from the Comfy Registry
+// by id and version (Registry); exactly one of the two is set. Name is the directory name
+// under custom_nodes/; lang fills it from the repository URL, or with the registry id, when
+// the spec leaves it out.
 type CustomNode struct {
-	Name                string `json:"name,omitempty"`
-	Repo                string `json:"repo"`
-	Ref                 string `json:"ref,omitempty"`
-	Commit              string `json:"commit,omitempty"`
+	Name   string `json:"name,omitempty"`
+	Repo   string `json:"repo,omitempty"`
+	Ref    string `json:"ref,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	// Registry is the node's Comfy Registry id (lowercase), e.g. "comfyui-impact-pack".
+	Registry string `json:"registry,omitempty"`
+	// Version is what the spec asks of the registry: an exact version, a range or "latest"
+	// (internal/semver.ParseRequest); resolved once into the lock.
+	Version             string `json:"version,omitempty"`
 	InstallRequirements *bool  `json:"install_requirements,omitempty"`
 	Writable            bool   `json:"writable,omitempty"`
 	Submodules          bool   `json:"submodules,omitempty"`
