@@ -130,7 +130,7 @@ func BenchmarkCache(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := src.Build(ctx, p, store.AddOptions{Kind: "venv"}, func(ctx context.Context, out string) error {
+	m, err := src.Add(ctx, p, store.AddOptions{Kind: "venv"}, func(ctx context.Context, out string) error {
 		return os.Rename(tree, out)
 	})
 	if err != nil {

@@ -37,7 +37,7 @@ func workerVersion(b testing.TB, id string) *store.Store {
 	}
 	sum := sha256.Sum256([]byte("bench-standin"))
 	comfy, _ := store.PathFor(store.DrvFingerprint(hex.EncodeToString(sum[:]), "comfyui"), "comfyui")
-	if _, err := st.Build(ctx, comfy, store.AddOptions{Kind: "git"}, func(ctx context.Context, out string) error {
+	if _, err := st.Add(ctx, comfy, store.AddOptions{Kind: "git"}, func(ctx context.Context, out string) error {
 		return standin.WriteTree(out)
 	}); err != nil {
 		b.Fatal(err)
@@ -46,7 +46,7 @@ func workerVersion(b testing.TB, id string) *store.Store {
 	rp, _ := store.PathFor(store.DrvFingerprint(hex.EncodeToString(sum[:]), "comfy-"+id), "comfy-"+id)
 	m := specs.Manifest{ManifestVersion: specs.ManifestVersion, VersionID: id,
 		Comfy: specs.ManifestComfy{Commit: strings.Repeat("0", 40), StorePath: comfy.String(), Flags: standin.Flags()}}
-	if _, err := st.Build(ctx, rp, store.AddOptions{Kind: "root", References: []store.Path{comfy}}, func(ctx context.Context, out string) error {
+	if _, err := st.Add(ctx, rp, store.AddOptions{Kind: "root", References: []store.Path{comfy}}, func(ctx context.Context, out string) error {
 		if err := os.MkdirAll(filepath.Join(out, "bin"), 0o755); err != nil {
 			return err
 		}

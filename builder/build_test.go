@@ -270,7 +270,7 @@ func TestNarHashMismatchFails(t *testing.T) {
 	}
 	root2 := filepath.Join(t.TempDir(), "root2")
 	_, err = Build(ctx, BuildOptions{Root: root2, Spec: f.spec("nar"), LockFile: res.LockFile})
-	var nm *NarHashMismatchError
+	var nm *LockedNarHashError
 	if !errors.As(err, &nm) || !strings.Contains(err.Error(), `custom node "node-a"`) {
 		t.Fatalf("want a NAR hash mismatch naming node-a, got %v", err)
 	}

@@ -11,7 +11,7 @@
 //   - Plan: lock -> derivation graph (NewPlan): comfyui-src, node-src×N, python, venv,
 //     model×M, root. Every node has its store path before anything is built.
 //   - Realise: build every node that is not valid yet, in parallel (-j), each object once
-//     across processes (store.Build leases), failing closed.
+//     across processes (store.Add leases), failing closed.
 //   - Runtime root: the root derivation's output, a store object holding relative symlinks
 //     to the other objects, extra_model_paths.yaml, bin/comfyui and manifest.json.
 //   - Generation: an earlier runtime root of a version, kept by the store for rollback.
@@ -67,5 +67,5 @@
 //
 // Errors name the node and its spec position (drv.Derivation.Where). A failed build lists
 // every failed node's cause (*BuildError); nothing half-built is registered: objects are
-// registered by store.Build only after their builder returned nil.
+// registered by store.Add only after their builder returned nil.
 package builder

@@ -24,7 +24,7 @@ type RealiseOptions struct {
 	Progress *progress.Display
 	// Substitute (CACHE wires it) is tried for each invalid object before building it;
 	// returning true means d.Path is now valid in Store (e.g. restored from a binary cache
-	// with store.Build and Source "substituted:<url>"). An error fails the node.
+	// with store.Add and Source "substituted:<url>"). An error fails the node.
 	Substitute func(ctx context.Context, d *drv.Derivation) (bool, error)
 }
 
@@ -81,19 +81,22 @@ func (e *BuildError) Unwrap() []error {
 	return out
 }
 
-// NarHashMismatchError is a fixed object whose content differs from the NAR hash in the
-// lock.
-type NarHashMismatchError struct {
+// LockedNarHashError is a fixed object (a git source) whose content differs from the NAR
+// hash the lock records: the source served other bytes for the locked commit, or the lock
+// was edited. It is the builder's reading of a *store.NarHashMismatchError (the store's
+// check of AddOptions.ExpectNarHash, which knows nothing of locks) and of a valid object
+// whose metadata disagrees with the lock.
+type LockedNarHashError struct {
 	Path          store.Path
 	Locked, Found string
 }
 
-func (e *NarHashMismatchError) Error() string {
+func (e *LockedNarHashError) Error() string {
 	return fmt.Sprintf("NAR hash of %s is %s but the lock records %s: the source served other bytes for the locked commit (or the lock was edited); check the remote, or re-resolve with `resolve --update`", e.Path, e.Found, e.Locked)
 }
 
 // Realise makes every derivation of nodes valid in the store, in parallel: inputs before
-// readers, at most Jobs at once, each object once (store.Build takes a lease per object, so
+// readers, at most Jobs at once, each object once (store.Add takes a lease per object, so
 // another process building the same object is waited for, not duplicated). nodes must list
 // inputs before the derivations reading them (Plan.All does). On failure it returns a
 // *BuildError naming every failed node; objects are only registered after their builder
@@ -241,7 +244,7 @@ func realiseOne(ctx context.Context, d *drv.Derivation, opts RealiseOptions, sem
 		ao.References = nil
 	}
 	built := false
-	m, err := s.BuildKnown(ctx, d.Path, ao, func(ctx context.Context, out string) (store.KnownNar, error) {
+	m, err := s.AddKnown(ctx, d.Path, ao, func(ctx context.Context, out string) (store.KnownNar, error) {
 		built = true
 		err := b.Build(ctx, bc, d, out)
 		return bc.KnownNar, err
@@ -249,7 +252,7 @@ func realiseOne(ctx context.Context, d *drv.Derivation, opts RealiseOptions, sem
 	if err != nil {
 		var mm *store.NarHashMismatchError
 		if d.Fixed != nil && d.Fixed.NarHash != "" && errors.As(err, &mm) {
-			err = &NarHashMismatchError{Path: d.Path, Locked: d.Fixed.NarHash, Found: mm.Got}
+			err = &LockedNarHashError{Path: d.Path, Locked: d.Fixed.NarHash, Found: mm.Got}
 		}
 		task.Done("", err)
 		return nil, "failed", err
@@ -266,7 +269,7 @@ func realiseOne(ctx context.Context, d *drv.Derivation, opts RealiseOptions, sem
 // checkNar fails a valid fixed object whose NAR hash differs from the lock's.
 func checkNar(d *drv.Derivation, m *store.Meta) error {
 	if d.Fixed != nil && d.Fixed.NarHash != "" && m.NarHash != d.Fixed.NarHash {
-		return &NarHashMismatchError{Path: d.Path, Locked: d.Fixed.NarHash, Found: m.NarHash}
+		return &LockedNarHashError{Path: d.Path, Locked: d.Fixed.NarHash, Found: m.NarHash}
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store/nar"
 )
 
-// AddOptions describe an object for Build.
+// AddOptions describe an object for Add and AddKnown.
 type AddOptions struct {
 	// Kind names the builder kind ("git", "model", "python", "venv", "root", ...).
 	Kind string
@@ -33,7 +33,7 @@ type AddOptions struct {
 	// CA is the content address for fixed objects, e.g. "fixed:sha256:<nix32>" (flat) or
 	// "fixed:r:sha256:<nix32>" (NAR).
 	CA string
-	// ExpectNarHash, when set ("sha256:<nix32>"), must equal the NAR hash of what build made;
+	// ExpectNarHash, when set ("sha256:<nix32>"), must equal the NAR hash of what the MakeFunc made;
 	// otherwise nothing is registered.
 	ExpectNarHash string
 	// Source is "built" (the default) or "substituted:<cache url>".
@@ -44,21 +44,21 @@ type AddOptions struct {
 	// (a *ContentAddressError otherwise). A binary cache sets it for what it substitutes; a
 	// builder that checks the content while making it need not.
 	Fingerprint string
-	// AtFinalPath makes build write at the object's final path (for objects that must know
+	// AtFinalPath makes the MakeFunc write at the object's final path (for objects that must know
 	// where they live, such as a venv) under the lease, instead of in a staging directory.
 	AtFinalPath bool
-	// Waiting, when set, is called once if another process holds the lease and Build waits
+	// Waiting, when set, is called once if another process holds the lease and Add waits
 	// for its result (for a progress line such as "waiting for host X pid N").
 	Waiting func(holder LeaseRecord)
-	// KeepHardLink keeps a single-file output that build hard-linked to a file outside the
+	// KeepHardLink keeps a single-file output that the MakeFunc hard-linked to a file outside the
 	// store (a model adopted from a directory the user filled) instead of copying it to
 	// break the link: the bytes are shared and the user's file is left as it is (its mode and
 	// mtime are not canonicalised). An executable file is canonicalised (copied) as usual.
 	KeepHardLink bool
 }
 
-// NarHashMismatchError is a build whose output's NAR hash differs from AddOptions.ExpectNarHash.
-// Nothing was registered.
+// NarHashMismatchError is an object whose NAR hash, as made by its MakeFunc, differs from
+// AddOptions.ExpectNarHash. Nothing was registered.
 type NarHashMismatchError struct {
 	Path          Path
 	Expected, Got string
@@ -68,42 +68,45 @@ func (e *NarHashMismatchError) Error() string {
 	return fmt.Sprintf("building %s: NAR hash mismatch: expected %s, got %s", e.Path, e.Expected, e.Got)
 }
 
-// BuildFunc creates the object at out, a path that does not exist yet: a regular file, a
-// symlink or a directory tree. It may leave any modes and times: the store canonicalises.
-type BuildFunc func(ctx context.Context, out string) error
+// MakeFunc makes an object's content at out, a path that does not exist yet: a regular
+// file, a symlink or a directory tree. It may leave any modes and times: the store
+// canonicalises. A builder's output, a NAR restored from a binary cache or a linked model are
+// all made by a MakeFunc.
+type MakeFunc func(ctx context.Context, out string) error
 
-// KnownNar is the NAR hash ("sha256:<nix32>") and size of a build's output that its build
-// function computed while writing it: a model hashed during its download (nar.FileHasher),
+// KnownNar is the NAR hash ("sha256:<nix32>") and size of an object that its MakeKnownFunc
+// computed while writing it: a model hashed during its download (nar.FileHasher),
 // or linked from another store whose metadata holds it. The zero KnownNar means unknown.
 type KnownNar struct {
 	Hash string
 	Size int64
 }
 
-// KnownNarFunc is a BuildFunc that also returns what it knows of its output's NAR.
-type KnownNarFunc func(ctx context.Context, out string) (KnownNar, error)
+// MakeKnownFunc is a MakeFunc that also returns what it knows of the NAR it made.
+type MakeKnownFunc func(ctx context.Context, out string) (KnownNar, error)
 
-// Build realises p exactly once across processes. If p is valid it returns its metadata.
-// Otherwise it takes the lease .locks/<digest>.lease (or waits until another holder's result
-// appears or its lease goes stale), calls build with the path to create (a fresh staging path
+// Add makes p valid exactly once across processes and hosts: it is how every object enters
+// the store. If p is valid it returns its metadata. Otherwise it takes the lease
+// .locks/<digest>.lease (or waits until another holder's result appears or its lease goes
+// stale), calls mk with the path to create (a fresh staging path
 // under .tmp, or the final path when opts.AtFinalPath), canonicalises, hashes, checks
 // opts.ExpectNarHash, fsyncs, renames into place and writes the metadata last, the commit
 // point. On any error nothing is registered.
 //
-// A binary cache registers a substituted object with a build function that restores a NAR
-// into out (nar.Restore), ExpectNarHash set to the narinfo's NarHash and Source
+// A binary cache registers a substituted object with a MakeFunc that restores a NAR into
+// out (nar.Restore), ExpectNarHash set to the narinfo's NarHash and Source
 // "substituted:<url>".
-func (s *Store) Build(ctx context.Context, p Path, opts AddOptions, build BuildFunc) (*Meta, error) {
-	return s.BuildKnown(ctx, p, opts, func(ctx context.Context, out string) (KnownNar, error) {
-		return KnownNar{}, build(ctx, out)
+func (s *Store) Add(ctx context.Context, p Path, opts AddOptions, mk MakeFunc) (*Meta, error) {
+	return s.AddKnown(ctx, p, opts, func(ctx context.Context, out string) (KnownNar, error) {
+		return KnownNar{}, mk(ctx, out)
 	})
 }
 
-// BuildKnown is Build with a build function that may return the NAR hash of its output. When
-// the output is a single non-executable regular file of the returned size, and p is not
+// AddKnown is Add with a MakeKnownFunc, which may return the NAR hash of what it made. When
+// the object is a single non-executable regular file of the returned size, and p is not
 // content-addressed (that check reads the file anyway), the store registers the returned hash
 // instead of reading the file a second time.
-func (s *Store) BuildKnown(ctx context.Context, p Path, opts AddOptions, build KnownNarFunc) (*Meta, error) {
+func (s *Store) AddKnown(ctx context.Context, p Path, opts AddOptions, mk MakeKnownFunc) (*Meta, error) {
 	if p.IsZero() {
 		return nil, errors.New("build: empty store path")
 	}
@@ -125,7 +128,7 @@ func (s *Store) BuildKnown(ctx context.Context, p Path, opts AddOptions, build K
 		}
 		l, holder, err := s.tryLease(p.Digest().String(), p, refs)
 		if err == nil {
-			m, err := s.buildLeased(ctx, l, p, opts, refs, build)
+			m, err := s.addLeased(ctx, l, p, opts, refs, mk)
 			l.Release()
 			if errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
 				continue // another process took over the object: wait for its result
@@ -157,7 +160,7 @@ func dedupe(ss []string) []string {
 	return out
 }
 
-func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptions, refs []string, build KnownNarFunc) (_ *Meta, err error) {
+func (s *Store) addLeased(ctx context.Context, l *Lease, p Path, opts AddOptions, refs []string, mk MakeKnownFunc) (_ *Meta, err error) {
 	if m, err := s.Meta(p); err == nil {
 		return m, nil // finished by the previous holder after we looked
 	}
@@ -181,7 +184,7 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 		defer removeAll(stage)
 		out = filepath.Join(stage, p.Name())
 	}
-	known, err := build(ctx, out)
+	known, err := mk(ctx, out)
 	if err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	}
@@ -273,7 +276,7 @@ func (s *Store) buildLeased(ctx context.Context, l *Lease, p Path, opts AddOptio
 	return m, nil
 }
 
-// hashBuilt is hashObject, unless the build function returned the NAR hash of its output, a
+// hashBuilt is hashObject, unless the MakeKnownFunc returned the NAR hash of what it made, a
 // single non-executable regular file of the matching NAR size.
 func hashBuilt(out string, known KnownNar) (string, int64, []nar.File, error) {
 	if known.Hash != "" {

@@ -21,7 +21,7 @@ func openTest(t *testing.T) *Store {
 	return s
 }
 
-func writeTree(files map[string]string) BuildFunc {
+func writeTree(files map[string]string) MakeFunc {
 	return func(ctx context.Context, out string) error {
 		for name, content := range files {
 			p := filepath.Join(out, filepath.FromSlash(name))
@@ -66,7 +66,7 @@ func TestBuildCanonicalisesAndRegisters(t *testing.T) {
 	if _, err := s.Meta(p); !errors.Is(err, ErrNotValid) {
 		t.Fatalf("Meta before build: %v", err)
 	}
-	m, err := s.Build(ctx, p, AddOptions{Kind: "test"}, writeTree(map[string]string{
+	m, err := s.Add(ctx, p, AddOptions{Kind: "test"}, writeTree(map[string]string{
 		"a.txt":       "a",
 		"bin/run.sh":  "#!/bin/sh\n",
 		"sub/link":    "->../a.txt",
@@ -96,7 +96,7 @@ func TestBuildCanonicalisesAndRegisters(t *testing.T) {
 		}
 	}
 	// Building again returns the registered object without calling build.
-	m2, err := s.Build(ctx, p, AddOptions{}, func(ctx context.Context, out string) error {
+	m2, err := s.Add(ctx, p, AddOptions{}, func(ctx context.Context, out string) error {
 		t.Fatal("build called for a valid object")
 		return nil
 	})
@@ -112,7 +112,7 @@ func TestBuildCanonicalisesAndRegisters(t *testing.T) {
 func TestBuildRejects(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	cases := map[string]BuildFunc{
+	cases := map[string]MakeFunc{
 		"absolute symlink into the store":  writeTree(map[string]string{"l": "->" + s.Dir() + "/x"}),
 		"relative target leaves the store": writeTree(map[string]string{"l": "->../../../etc/passwd"}),
 		"NAR hash mismatch":                writeTree(map[string]string{"a": "a"}),
@@ -122,7 +122,7 @@ func TestBuildRejects(t *testing.T) {
 	for want, fn := range cases {
 		for _, atFinal := range []bool{false, true} {
 			p := mustPath(t, DrvFingerprint(want, "x"), "x")
-			_, err := s.Build(ctx, p, AddOptions{AtFinalPath: atFinal, ExpectNarHash: "sha256:0000000000000000000000000000000000000000000000000000"}, fn)
+			_, err := s.Add(ctx, p, AddOptions{AtFinalPath: atFinal, ExpectNarHash: "sha256:0000000000000000000000000000000000000000000000000000"}, fn)
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("%s (at final %v): err = %v", want, atFinal, err)
 			}
@@ -137,7 +137,7 @@ func TestBuildRejects(t *testing.T) {
 	// A reference must be valid.
 	p := mustPath(t, DrvFingerprint("r", "r"), "r")
 	missing := mustPath(t, DrvFingerprint("missing", "m"), "m")
-	if _, err := s.Build(ctx, p, AddOptions{References: []Path{missing}}, writeTree(map[string]string{"a": "a"})); err == nil || !strings.Contains(err.Error(), "not a valid store object") {
+	if _, err := s.Add(ctx, p, AddOptions{References: []Path{missing}}, writeTree(map[string]string{"a": "a"})); err == nil || !strings.Contains(err.Error(), "not a valid store object") {
 		t.Errorf("invalid reference: %v", err)
 	}
 }
@@ -148,7 +148,7 @@ func TestBuildAtFinalPathReplacesDebris(t *testing.T) {
 	p := mustPath(t, DrvFingerprint("v", "venv"), "venv")
 	os.MkdirAll(filepath.Join(s.Abs(p), "junk"), 0o755)
 	var sawOut string
-	_, err := s.Build(ctx, p, AddOptions{AtFinalPath: true, Kind: "venv"}, func(ctx context.Context, out string) error {
+	_, err := s.Add(ctx, p, AddOptions{AtFinalPath: true, Kind: "venv"}, func(ctx context.Context, out string) error {
 		sawOut = out
 		if _, err := os.Lstat(out); err == nil {
 			t.Error("debris still at the final path")
@@ -170,7 +170,7 @@ func TestBuildBreaksHardLinksAndSingleFile(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	p := mustPath(t, DrvFingerprint("h", "h"), "h")
-	_, err := s.Build(ctx, p, AddOptions{}, func(ctx context.Context, out string) error {
+	_, err := s.Add(ctx, p, AddOptions{}, func(ctx context.Context, out string) error {
 		os.Mkdir(out, 0o755)
 		os.WriteFile(filepath.Join(out, "a"), []byte("x"), 0o644)
 		return os.Link(filepath.Join(out, "a"), filepath.Join(out, "b"))
@@ -184,7 +184,7 @@ func TestBuildBreaksHardLinksAndSingleFile(t *testing.T) {
 		t.Error("hard link kept")
 	}
 	f := mustPath(t, FixedFingerprint("sha256", "c98c24b677eff44860afea6f493bbaec5bb1c4cbb209c6fc2bbb47f66ff2ad31", "hello.txt"), "hello.txt")
-	m, err := s.Build(ctx, f, AddOptions{Kind: "model", ExpectNarHash: "sha256:0xmvxmsmmc6n79sk2h3r6db3yp8drmxps61mdk7iqnvc6vcsww60"}, func(ctx context.Context, out string) error {
+	m, err := s.Add(ctx, f, AddOptions{Kind: "model", ExpectNarHash: "sha256:0xmvxmsmmc6n79sk2h3r6db3yp8drmxps61mdk7iqnvc6vcsww60"}, func(ctx context.Context, out string) error {
 		return os.WriteFile(out, []byte(hello), 0o600)
 	})
 	if err != nil {
@@ -200,13 +200,13 @@ func TestSubstituteWithRestore(t *testing.T) {
 	dst := openTest(t)
 	ctx := context.Background()
 	p := mustPath(t, DrvFingerprint("sub", "tree"), "tree")
-	m, err := src.Build(ctx, p, AddOptions{}, writeTree(map[string]string{"a/b": "b", "a/x.sh": "x", "l": "->a/b"}))
+	m, err := src.Add(ctx, p, AddOptions{}, writeTree(map[string]string{"a/b": "b", "a/x.sh": "x", "l": "->a/b"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, w := ioPipe()
 	go func() { w.CloseWithError(nar.Dump(w, src.Abs(p))) }()
-	m2, err := dst.Build(ctx, p, AddOptions{ExpectNarHash: m.NarHash, Source: "substituted:http://cache"}, func(ctx context.Context, out string) error {
+	m2, err := dst.Add(ctx, p, AddOptions{ExpectNarHash: m.NarHash, Source: "substituted:http://cache"}, func(ctx context.Context, out string) error {
 		return nar.Restore(r, out)
 	})
 	if err != nil {
@@ -223,7 +223,7 @@ func TestRootsAndGenerations(t *testing.T) {
 	var ps []Path
 	for _, n := range []string{"1", "2", "3"} {
 		p := mustPath(t, DrvFingerprint(n, "comfy-v"), "comfy-v")
-		if _, err := s.Build(ctx, p, AddOptions{}, writeTree(map[string]string{"f": n})); err != nil {
+		if _, err := s.Add(ctx, p, AddOptions{}, writeTree(map[string]string{"f": n})); err != nil {
 			t.Fatal(err)
 		}
 		ps = append(ps, p)
@@ -274,9 +274,9 @@ func TestClosureAndTempRoot(t *testing.T) {
 	a := mustPath(t, DrvFingerprint("a", "a"), "a")
 	b := mustPath(t, DrvFingerprint("b", "b"), "b")
 	c := mustPath(t, DrvFingerprint("c", "c"), "c")
-	s.Build(ctx, a, AddOptions{}, writeTree(map[string]string{"f": "a"}))
-	s.Build(ctx, b, AddOptions{References: []Path{a}}, writeTree(map[string]string{"l": "->../" + a.String() + "/f"}))
-	if _, err := s.Build(ctx, c, AddOptions{References: []Path{b, b}}, writeTree(map[string]string{"f": "c"})); err != nil {
+	s.Add(ctx, a, AddOptions{}, writeTree(map[string]string{"f": "a"}))
+	s.Add(ctx, b, AddOptions{References: []Path{a}}, writeTree(map[string]string{"l": "->../" + a.String() + "/f"}))
+	if _, err := s.Add(ctx, c, AddOptions{References: []Path{b, b}}, writeTree(map[string]string{"f": "c"})); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Closure(c)

@@ -39,12 +39,17 @@
 //   - Debris: what a crash leaves: objects without metadata, stages under .tmp, entries of
 //     .trash. GC removes debris older than the grace window with no live lease.
 //
-// Adding an object is Build: it realises a Path exactly once across processes and hosts.
-// A binary cache registers a substituted object with Build too: a BuildFunc that restores a
+// Adding an object is Add: it makes a Path valid exactly once across processes and hosts,
+// calling a MakeFunc (which makes the object's content at a path it is given) under the
+// object's lease; AddOptions describe the object. AddKnown is Add with a MakeKnownFunc, which
+// also returns the KnownNar of what it made (a model hashed while it downloaded), so that a
+// large file is not read twice. A NarHashMismatchError is an object whose NAR hash is not
+// AddOptions.ExpectNarHash; nothing is registered then.
+// A binary cache registers a substituted object with Add too: a MakeFunc that restores a
 // NAR into out (nar.Restore), AddOptions.ExpectNarHash set to the narinfo's NarHash (which the
 // cache checked against the lock), AddOptions.Fingerprint (a model's content is checked
 // against it before registration) and AddOptions.Source "substituted:<cache url>".
 //
 // Metadata that exists but cannot be read (a *MetaError, ErrCorruptMeta) makes only its
-// object not valid: List, Verify and GC report it and go on; GC keeps it; Build makes it again.
+// object not valid: List, Verify and GC report it and go on; GC keeps it; Add makes it again.
 package store

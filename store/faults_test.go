@@ -41,7 +41,7 @@ func TestCorruptMetadataDoesNotBlock(t *testing.T) {
 	o, g1, g2 := buildGraph(t, s)
 	g3files := map[string]string{"f": "g3"}
 	g3 := mustPath(t, DrvFingerprint("g3", "g3"), "g3")
-	if _, err := s.Build(ctx, g3, AddOptions{Kind: "test"}, writeTree(g3files)); err != nil {
+	if _, err := s.Add(ctx, g3, AddOptions{Kind: "test"}, writeTree(g3files)); err != nil {
 		t.Fatal(err)
 	}
 	nar3, _ := s.Meta(g3)
@@ -99,7 +99,7 @@ func TestCorruptMetadataDoesNotBlock(t *testing.T) {
 
 	// Verify --repair makes g3 again.
 	r := &rebuildRepairer{s: s, build: map[Path]func(context.Context) error{g3: func(ctx context.Context) error {
-		_, err := s.Build(ctx, g3, AddOptions{Kind: "test"}, writeTree(g3files))
+		_, err := s.Add(ctx, g3, AddOptions{Kind: "test"}, writeTree(g3files))
 		return err
 	}}}
 	rep, err = s.Verify(ctx, VerifyOptions{Repair: r})
@@ -112,7 +112,7 @@ func TestCorruptMetadataDoesNotBlock(t *testing.T) {
 
 	// A build that needs an object with corrupt metadata makes it again.
 	corruptMeta(t, s, g3, "garbage\x00\xff")
-	m, err := s.Build(ctx, g3, AddOptions{Kind: "test"}, writeTree(g3files))
+	m, err := s.Add(ctx, g3, AddOptions{Kind: "test"}, writeTree(g3files))
 	if err != nil || m.NarHash != nar3.NarHash || !s.Valid(g3) {
 		t.Fatalf("rebuild over corrupt metadata: %v %v", m, err)
 	}
@@ -120,7 +120,7 @@ func TestCorruptMetadataDoesNotBlock(t *testing.T) {
 	// Corrupt metadata of a root: what it references is unknown, so gc deletes no object
 	// (garbage included) and says why; the root's closure stays whole.
 	g4 := mustPath(t, DrvFingerprint("g4", "g4"), "g4")
-	if _, err := s.Build(ctx, g4, AddOptions{Kind: "test"}, writeTree(map[string]string{"f": "g4"})); err != nil {
+	if _, err := s.Add(ctx, g4, AddOptions{Kind: "test"}, writeTree(map[string]string{"f": "g4"})); err != nil {
 		t.Fatal(err)
 	}
 	corruptMeta(t, s, o.root1, "{}")

@@ -24,7 +24,7 @@ func buildGraph(t *testing.T, s *Store) (testObjs, Path, Path) {
 		for _, r := range refs {
 			files["ref-"+r.Name()] = "->../" + r.String()
 		}
-		if _, err := s.Build(ctx, p, AddOptions{Kind: "test", References: refs}, writeTree(files)); err != nil {
+		if _, err := s.Add(ctx, p, AddOptions{Kind: "test", References: refs}, writeTree(files)); err != nil {
 			t.Fatal(err)
 		}
 		return p
@@ -147,7 +147,7 @@ func TestGCMaxFreedAndKeepGenerations(t *testing.T) {
 	var gens []Path
 	for _, n := range []string{"1", "2", "3", "4"} {
 		p := mustPath(t, DrvFingerprint(n, "comfy-v"), "comfy-v")
-		s.Build(ctx, p, AddOptions{}, writeTree(map[string]string{"f": strings.Repeat(n, 1000)}))
+		s.Add(ctx, p, AddOptions{}, writeTree(map[string]string{"f": strings.Repeat(n, 1000)}))
 		s.SetRoot("v", p)
 		gens = append(gens, p)
 	}
@@ -248,7 +248,7 @@ func TestVerifyNamesFlippedFile(t *testing.T) {
 	// Repair through the Repairer: it builds the object again.
 	rep, _ = s.Verify(ctx, VerifyOptions{Repair: repairFunc(func(ctx context.Context, p Path, m *Meta) error {
 		refs, _ := m.ReferencePaths()
-		_, err := s.Build(ctx, p, AddOptions{Kind: m.Kind, References: refs}, writeTree(map[string]string{"f": strings.Repeat("b", 100), "ref-d": "->../" + o.d.String()}))
+		_, err := s.Add(ctx, p, AddOptions{Kind: m.Kind, References: refs}, writeTree(map[string]string{"f": strings.Repeat("b", 100), "ref-d": "->../" + o.d.String()}))
 		return err
 	})})
 	if !rep.OK() || !rep.Problems[0].Repaired {
@@ -309,7 +309,7 @@ func TestInfoDuOptimise(t *testing.T) {
 	}
 	// Two objects with an identical file: optimise links them, NAR hashes stay.
 	dup := mustPath(t, DrvFingerprint("dup", "dup"), "dup")
-	s.Build(ctx, dup, AddOptions{}, writeTree(map[string]string{"f": strings.Repeat("g1", 100)}))
+	s.Add(ctx, dup, AddOptions{}, writeTree(map[string]string{"f": strings.Repeat("g1", 100)}))
 	res, err := s.Optimise(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -8,17 +8,17 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store/nar"
 )
 
-// TestBuildKnownNar: the NAR hash a build function returns with its output is registered
+// TestAddKnownNar: the NAR hash a MakeKnownFunc returns with what it made is registered
 // without the store reading the file again, but only when it fits the output (a single
 // non-executable file of that NAR size); otherwise the store hashes the output itself.
-func TestBuildKnownNar(t *testing.T) {
+func TestAddKnownNar(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	content := []byte("Hello, World!\n")
 	// A hash the file does not have, of the right size: registered as given, which shows the
 	// store took it from the build's result instead of reading the file.
 	const claimed = "sha256:0000000000000000000000000000000000000000000000000000"
-	build := func(known KnownNar, mode os.FileMode) KnownNarFunc {
+	build := func(known KnownNar, mode os.FileMode) MakeKnownFunc {
 		return func(ctx context.Context, out string) (KnownNar, error) {
 			if err := os.WriteFile(out, content, mode); err != nil {
 				return KnownNar{}, err
@@ -43,7 +43,7 @@ func TestBuildKnownNar(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := s.BuildKnown(ctx, p, AddOptions{Kind: "test"}, build(c.known, c.mode))
+			m, err := s.AddKnown(ctx, p, AddOptions{Kind: "test"}, build(c.known, c.mode))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -41,7 +41,7 @@ func helperStore(root string) (*Store, error) {
 }
 
 // killObject is object k of helper run i: a directory of 6 small files in 3 subdirectories.
-func killObject(i, k int) (Path, BuildFunc) {
+func killObject(i, k int) (Path, MakeFunc) {
 	name := fmt.Sprintf("obj-%d-%d", i, k)
 	p, _ := PathFor(DrvFingerprint(name, name), name)
 	return p, func(ctx context.Context, out string) error {
@@ -60,12 +60,12 @@ func killObject(i, k int) (Path, BuildFunc) {
 }
 
 // oldObject and newObject are the objects of the GC-while-building test: new references old.
-func oldObject() (Path, BuildFunc) {
+func oldObject() (Path, MakeFunc) {
 	p, _ := PathFor(DrvFingerprint("old", "old"), "old")
 	return p, writeTree(map[string]string{"lib/a.py": "print('a')\n", "lib/b.py": "print('b')\n"})
 }
 
-func newObject(old Path) (Path, BuildFunc) {
+func newObject(old Path) (Path, MakeFunc) {
 	p, _ := PathFor(DrvFingerprint("new", "comfy-new"), "comfy-new")
 	return p, func(ctx context.Context, out string) error {
 		time.Sleep(150 * time.Millisecond) // GC runs meanwhile
@@ -84,13 +84,13 @@ func runHelper(role, root, arg string) error {
 		i, _ := strconv.Atoi(arg)
 		for k := 0; ; k++ {
 			p, fn := killObject(i, k)
-			if _, err := s.Build(ctx, p, AddOptions{Kind: "test"}, fn); err != nil {
+			if _, err := s.Add(ctx, p, AddOptions{Kind: "test"}, fn); err != nil {
 				return err
 			}
 		}
 	case "add-once", "add-once-final": // add one object; the build leaves a marker file per call
 		p, _ := PathFor(DrvFingerprint("shared", "shared"), "shared")
-		m, err := s.Build(ctx, p, AddOptions{Kind: "test", AtFinalPath: role == "add-once-final"}, func(ctx context.Context, out string) error {
+		m, err := s.Add(ctx, p, AddOptions{Kind: "test", AtFinalPath: role == "add-once-final"}, func(ctx context.Context, out string) error {
 			f, err := os.CreateTemp(arg, "build-")
 			if err != nil {
 				return err
@@ -121,14 +121,14 @@ func runHelper(role, root, arg string) error {
 		}
 		defer tr.Close()
 		if !s.Valid(old) { // GC removed it before our root was written: make it again
-			if _, err := s.Build(ctx, old, AddOptions{Kind: "test"}, oldFn); err != nil {
+			if _, err := s.Add(ctx, old, AddOptions{Kind: "test"}, oldFn); err != nil {
 				return err
 			}
 			fmt.Println("rebuilt old")
 		}
 		// At the final path: while it builds, an object without metadata sits in the store,
 		// and GC (grace 0) must recognise it as leased, not as debris.
-		if _, err := s.Build(ctx, nw, AddOptions{Kind: "root", References: []Path{old}, AtFinalPath: true}, newFn); err != nil {
+		if _, err := s.Add(ctx, nw, AddOptions{Kind: "root", References: []Path{old}, AtFinalPath: true}, newFn); err != nil {
 			return err
 		}
 		_, err = s.SetRoot("new", nw)
@@ -224,7 +224,7 @@ func TestKillDuringAdd(t *testing.T) {
 	for i := 0; i < runs; i++ {
 		for k := 0; k <= maxK[i]; k++ {
 			p, fn := killObject(i, k)
-			m, err := s.Build(ctx, p, AddOptions{Kind: "test"}, fn)
+			m, err := s.Add(ctx, p, AddOptions{Kind: "test"}, fn)
 			if err != nil {
 				t.Fatalf("adding %s again: %v", p, err)
 			}
@@ -259,7 +259,7 @@ func TestKillDuringAdd(t *testing.T) {
 
 // hashOf makes fn's tree in a scratch directory and returns its NAR hash (modes other than
 // the owner x bit do not enter a NAR, so no canonicalisation is needed).
-func hashOf(t *testing.T, fn BuildFunc) (string, int64, error) {
+func hashOf(t *testing.T, fn MakeFunc) (string, int64, error) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "x")
 	if err := fn(context.Background(), out); err != nil {
@@ -328,11 +328,11 @@ func TestGCWhileBuilding(t *testing.T) {
 	s, _ := helperStore(root)
 	ctx := context.Background()
 	old, oldFn := oldObject()
-	if _, err := s.Build(ctx, old, AddOptions{Kind: "test"}, oldFn); err != nil {
+	if _, err := s.Add(ctx, old, AddOptions{Kind: "test"}, oldFn); err != nil {
 		t.Fatal(err)
 	}
 	garbage := mustPath(t, DrvFingerprint("garbage", "garbage"), "garbage")
-	s.Build(ctx, garbage, AddOptions{}, writeTree(map[string]string{"g": "g"}))
+	s.Add(ctx, garbage, AddOptions{}, writeTree(map[string]string{"g": "g"}))
 
 	cmd := helperCmd(t, "build-root", root, "")
 	var stdout, stderr bytes.Buffer

@@ -15,7 +15,7 @@ func TestRootIDWithPlusAndDash(t *testing.T) {
 	var ps []Path
 	for _, n := range []string{"1", "2", "3"} {
 		p := mustPath(t, DrvFingerprint(n, "comfy-"+id), "comfy-"+id)
-		if _, err := s.Build(ctx, p, AddOptions{}, writeTree(map[string]string{"f": strings.Repeat(n, 100)})); err != nil {
+		if _, err := s.Add(ctx, p, AddOptions{}, writeTree(map[string]string{"f": strings.Repeat(n, 100)})); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.SetRoot(id, p); err != nil {

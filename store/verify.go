@@ -17,7 +17,7 @@ import (
 // Repairer makes a broken object again. The builder implements it (it knows how each kind of
 // object is made, from the derivation recorded in the metadata); the CLI wires it in. When
 // Repair is called the object is no longer valid (its metadata is removed and the broken tree
-// moved to .trash), so Repair can simply Build p again. m is the metadata it had.
+// moved to .trash), so Repair can simply Add p again. m is the metadata it had.
 type Repairer interface {
 	Repair(ctx context.Context, p Path, m *Meta) error
 }

@@ -170,7 +170,7 @@ type BuildContext struct {
 	Task *progress.Task
 	// KnownNar is set by a Builder that computed the NAR hash of its output (a single file)
 	// while writing it; the scheduler hands it to the store with the output, which then does
-	// not read the file again (store.Store.BuildKnown).
+	// not read the file again (store.Store.AddKnown).
 	KnownNar store.KnownNar
 }
 

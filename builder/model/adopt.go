@@ -80,7 +80,7 @@ func Adopt(ctx context.Context, s *store.Store, dirs []string, ml specs.ModelLoc
 // checksum want.
 func storeAdopted(ctx context.Context, s *store.Store, p store.Path, kind string, derivation []byte, ca, file string, want Checksum) (string, string, error) {
 	var how string
-	_, err := s.Build(ctx, p, store.AddOptions{Kind: kind, Derivation: derivation, CA: ca, KeepHardLink: true},
+	_, err := s.Add(ctx, p, store.AddOptions{Kind: kind, Derivation: derivation, CA: ca, KeepHardLink: true},
 		func(ctx context.Context, out string) error {
 			var err error
 			how, err = placeAdopted(file, out)

@@ -25,7 +25,7 @@
 //     a redirect target on another host, never to a log, a lock, metadata or the store.
 //   - Model object: a fixed-output store object holding one read-only file, at the path of
 //     store.FixedFingerprint(algo, hex, file name of the source), so two targets (or two
-//     versions) naming the same file share one object. It is added through store.Build, so
+//     versions) naming the same file share one object. It is added through store.Add, so
 //     nothing enters the store unless its checksum matches; the NAR hash computed during the
 //     download is handed to the store (drv.BuildContext.KnownNar) so the file is not read again.
 //   - Resolver: fills a lock's models (specs.ModelLock: target, redacted source, checksum, size,

@@ -203,7 +203,7 @@ func (r *Resolver) firstDownload(ctx context.Context, src Source, m specs.Model,
 		task.Done("", err)
 		return ml, err
 	}
-	_, err = r.Store.BuildKnown(ctx, d.Path, store.AddOptions{Kind: d.Kind, Derivation: d.CanonicalJSON(), CA: d.Fixed.CA},
+	_, err = r.Store.AddKnown(ctx, d.Path, store.AddOptions{Kind: d.Kind, Derivation: d.CanonicalJSON(), CA: d.Fixed.CA},
 		func(ctx context.Context, out string) (store.KnownNar, error) {
 			if err := moveFile(file, out); err != nil {
 				return store.KnownNar{}, err

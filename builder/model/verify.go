@@ -258,7 +258,7 @@ func fetchIntoStore(ctx context.Context, opts VerifyOptions, d *drv.Derivation, 
 		}
 	}
 	bc := &drv.BuildContext{Store: opts.Store, Task: task}
-	_, err := opts.Store.BuildKnown(ctx, d.Path, store.AddOptions{Kind: d.Kind, Derivation: d.CanonicalJSON(), CA: d.Fixed.CA},
+	_, err := opts.Store.AddKnown(ctx, d.Path, store.AddOptions{Kind: d.Kind, Derivation: d.CanonicalJSON(), CA: d.Fixed.CA},
 		func(ctx context.Context, out string) (store.KnownNar, error) {
 			err := b.Build(ctx, bc, d, out)
 			return bc.KnownNar, err

@@ -239,7 +239,7 @@ func PassEnv(environ []string) []string {
 }
 
 // Realise builds the python and venv objects of lock into s, outside the builder's scheduler
-// (tests, benchmarks, tools), and returns the venv's metadata. It uses the same store.Build
+// (tests, benchmarks, tools), and returns the venv's metadata. It uses the same store.Add
 // options as builder.Realise.
 func Realise(ctx context.Context, s *store.Store, lock *specs.PythonLock, systemSitePackages bool, b *Builder) (*drv.Derivation, *store.Meta, error) {
 	py, venv := Derivations(lock, systemSitePackages)
@@ -252,7 +252,7 @@ func Realise(ctx context.Context, s *store.Store, lock *specs.PythonLock, system
 	var meta *store.Meta
 	for _, d := range []*drv.Derivation{py, venv} {
 		bc := &drv.BuildContext{Store: s}
-		m, err := s.Build(ctx, d.Path, store.AddOptions{
+		m, err := s.Add(ctx, d.Path, store.AddOptions{
 			Kind:        d.Kind,
 			References:  d.References(),
 			Derivation:  d.CanonicalJSON(),

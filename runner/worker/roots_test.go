@@ -49,7 +49,7 @@ func buildVersion(st *store.Store, id string, env map[string]string) (store.Path
 	if err != nil {
 		return store.Path{}, err
 	}
-	if _, err := st.Build(ctx, comfy, store.AddOptions{Kind: "git"}, func(ctx context.Context, out string) error {
+	if _, err := st.Add(ctx, comfy, store.AddOptions{Kind: "git"}, func(ctx context.Context, out string) error {
 		return copyStandin(src, out)
 	}); err != nil {
 		return store.Path{}, err
@@ -65,7 +65,7 @@ func buildVersion(st *store.Store, id string, env map[string]string) (store.Path
 		Comfy: specs.ManifestComfy{Commit: strings.Repeat("0", 40), StorePath: comfy.String(), Flags: standinFlags},
 		Env:   env,
 	}
-	if _, err := st.Build(ctx, rootPath, store.AddOptions{Kind: "root", References: []store.Path{comfy}}, func(ctx context.Context, out string) error {
+	if _, err := st.Add(ctx, rootPath, store.AddOptions{Kind: "root", References: []store.Path{comfy}}, func(ctx context.Context, out string) error {
 		if err := os.MkdirAll(filepath.Join(out, "bin"), 0o755); err != nil {
 			return err
 		}

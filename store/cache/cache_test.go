@@ -21,7 +21,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store/nar"
 )
 
-// testClosure is a small version-like closure built with store.Build: a model file, a source
+// testClosure is a small version-like closure built with store.Add: a model file, a source
 // tree, a venv referring to the source, and a root referring to all of them.
 type testClosure struct {
 	Model, Src, Venv, Root store.Path
@@ -38,9 +38,9 @@ func drvPath(t *testing.T, name string) store.Path {
 	return p
 }
 
-func mustBuild(t *testing.T, st *store.Store, p store.Path, opts store.AddOptions, fn store.BuildFunc) {
+func mustAdd(t *testing.T, st *store.Store, p store.Path, opts store.AddOptions, fn store.MakeFunc) {
 	t.Helper()
-	if _, err := st.Build(context.Background(), p, opts, fn); err != nil {
+	if _, err := st.Add(context.Background(), p, opts, fn); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -75,11 +75,11 @@ func buildTestClosure(t *testing.T, st *store.Store, suffix string, extraObjects
 		t.Fatal(err)
 	}
 	c.Model = mp
-	mustBuild(t, st, mp, store.AddOptions{Kind: KindModel, CA: "fixed:sha256:" + store.Nix32(sum[:])}, func(ctx context.Context, out string) error {
+	mustAdd(t, st, mp, store.AddOptions{Kind: KindModel, CA: "fixed:sha256:" + store.Nix32(sum[:])}, func(ctx context.Context, out string) error {
 		return os.WriteFile(out, []byte("Hello, World!\n"), 0o644)
 	})
 	c.Src = drvPath(t, "comfyui"+suffix)
-	mustBuild(t, st, c.Src, store.AddOptions{Kind: "git", Derivation: []byte(`{"kind": "git", "commit": "abc"}`)}, func(ctx context.Context, out string) error {
+	mustAdd(t, st, c.Src, store.AddOptions{Kind: "git", Derivation: []byte(`{"kind": "git", "commit": "abc"}`)}, func(ctx context.Context, out string) error {
 		if err := writeFiles(out, map[string]string{
 			"main.py":              strings.Repeat("import os\nprint('comfy')\n", 200),
 			"comfy/cli_args.py":    "args = []\n",
@@ -92,7 +92,7 @@ func buildTestClosure(t *testing.T, st *store.Store, suffix string, extraObjects
 		return os.Symlink("main.py", filepath.Join(out, "link.py"))
 	})
 	c.Venv = drvPath(t, "venv"+suffix)
-	mustBuild(t, st, c.Venv, store.AddOptions{Kind: "venv", References: []store.Path{c.Src}}, func(ctx context.Context, out string) error {
+	mustAdd(t, st, c.Venv, store.AddOptions{Kind: "venv", References: []store.Path{c.Src}}, func(ctx context.Context, out string) error {
 		rng := rand.New(rand.NewPCG(1, 2))
 		bin := make([]byte, 300<<10)
 		for i := range bin {
@@ -111,7 +111,7 @@ func buildTestClosure(t *testing.T, st *store.Store, suffix string, extraObjects
 	for i := range extraObjects {
 		p := drvPath(t, fmt.Sprintf("extra-%d%s", i, suffix))
 		prev := deps[len(deps)-1]
-		mustBuild(t, st, p, store.AddOptions{Kind: "venv", References: []store.Path{prev}}, func(ctx context.Context, out string) error {
+		mustAdd(t, st, p, store.AddOptions{Kind: "venv", References: []store.Path{prev}}, func(ctx context.Context, out string) error {
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
 			b := make([]byte, 256<<10)
 			for j := range b {
@@ -122,7 +122,7 @@ func buildTestClosure(t *testing.T, st *store.Store, suffix string, extraObjects
 		deps = append(deps, p)
 	}
 	c.Root = drvPath(t, "comfy-test"+suffix)
-	mustBuild(t, st, c.Root, store.AddOptions{Kind: "root", References: deps}, func(ctx context.Context, out string) error {
+	mustAdd(t, st, c.Root, store.AddOptions{Kind: "root", References: deps}, func(ctx context.Context, out string) error {
 		if err := os.MkdirAll(filepath.Join(out, "models", "checkpoints"), 0o755); err != nil {
 			return err
 		}

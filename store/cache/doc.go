@@ -23,6 +23,6 @@
 //     and the narinfos of all its references are in place, so a visible narinfo implies a
 //     complete closure.
 //   - Substituter: fetches an object from the first cache that has it, checks signature, file
-//     hash and NAR hash while streaming, and registers it in the store through store.Build
+//     hash and NAR hash while streaming, and registers it in the store through store.Add
 //     with Source "substituted:<cache url>".
 package cache

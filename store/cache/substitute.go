@@ -73,7 +73,7 @@ func (s *Substituter) Substitute(ctx context.Context, st *store.Store, p store.P
 // SubstituteExpect makes p valid in st from the first cache that has it and agrees with want
 // (nil: no expectations), substituting its missing references first. Each cache's narinfo is checked (store path, signature), the NAR is
 // decompressed, hashed and unpacked in one stream into a staging directory, and the object is
-// registered through store.Build with ExpectNarHash and Source "substituted:<cache url>". A
+// registered through store.Add with ExpectNarHash and Source "substituted:<cache url>". A
 // cache that fails is reported through Warn and the next one is tried. When every cache
 // fails, the error wraps ErrNotSubstituted and lists each cache's reason.
 func (s *Substituter) SubstituteExpect(ctx context.Context, st *store.Store, p store.Path, want *Expect) (*store.Meta, error) {
@@ -251,7 +251,7 @@ func (s *Substituter) fromCache(ctx context.Context, st *store.Store, b Backend,
 			opts.CA = want.CA
 		}
 	}
-	m, err := st.Build(ctx, p, opts, func(ctx context.Context, out string) error {
+	m, err := st.Add(ctx, p, opts, func(ctx context.Context, out string) error {
 		return s.download(ctx, b, ni, out)
 	})
 	if err != nil {

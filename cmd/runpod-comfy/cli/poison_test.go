@@ -113,7 +113,7 @@ func (f *poisonFixture) poisonedCache(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := scratch.Build(ctx, f.gitPath, store.AddOptions{Kind: "git", CA: "git:" + f.lk.Comfy.Commit}, func(ctx context.Context, out string) error {
+	if _, err := scratch.Add(ctx, f.gitPath, store.AddOptions{Kind: "git", CA: "git:" + f.lk.Comfy.Commit}, func(ctx context.Context, out string) error {
 		if err := os.MkdirAll(filepath.Join(out, "comfy"), 0o755); err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func (f *poisonFixture) poisonedCache(t *testing.T) string {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := scratch.Build(ctx, f.modelPath, store.AddOptions{Kind: "model"}, func(ctx context.Context, out string) error {
+	if _, err := scratch.Add(ctx, f.modelPath, store.AddOptions{Kind: "model"}, func(ctx context.Context, out string) error {
 		return os.WriteFile(out, []byte("other weights\n"), 0o644)
 	}); err != nil {
 		t.Fatal(err)
