@@ -152,12 +152,8 @@ func BenchmarkStoreGCPlan10k(b *testing.B) {
 		if err := os.WriteFile(s.Abs(p), []byte(name), 0o444); err != nil {
 			b.Fatal(err)
 		}
-		refNames := []string{}
-		for _, r := range refs {
-			refNames = append(refNames, r.String())
-		}
 		m := store.Meta{Path: p, NarHash: "sha256:0xmvxmsmmc6n79sk2h3r6db3yp8drmxps61mdk7iqnvc6vcsww60", NarSize: 128,
-			References: refNames, Kind: "test", Source: "built", CreatedAt: created}
+			References: append([]store.Path{}, refs...), Kind: "test", Source: "built", CreatedAt: created}
 		data, _ := json.Marshal(m)
 		if err := os.WriteFile(filepath.Join(s.Dir(), ".meta", p.Digest().String()+".json"), data, 0o444); err != nil {
 			b.Fatal(err)

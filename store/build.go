@@ -10,7 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -110,15 +110,15 @@ func (s *Store) AddKnown(ctx context.Context, p Path, opts AddOptions, mk MakeKn
 	if p.IsZero() {
 		return nil, errors.New("build: empty store path")
 	}
-	refs := make([]string, 0, len(opts.References))
+	refs := make([]Path, 0, len(opts.References))
 	for _, r := range opts.References {
 		if r != p && !s.Valid(r) {
 			return nil, fmt.Errorf("building %s: reference %s is not a valid store object", p, r)
 		}
-		refs = append(refs, r.String())
+		refs = append(refs, r)
 	}
-	sort.Strings(refs)
-	refs = dedupe(refs)
+	sortPaths(refs)
+	refs = slices.Compact(refs)
 	waited := false
 	for {
 		if m, err := s.Meta(p); err == nil {
@@ -150,17 +150,7 @@ func (s *Store) AddKnown(ctx context.Context, p Path, opts AddOptions, mk MakeKn
 	}
 }
 
-func dedupe(ss []string) []string {
-	out := ss[:0]
-	for i, x := range ss {
-		if i == 0 || x != ss[i-1] {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func (s *Store) addLeased(ctx context.Context, l *Lease, p Path, opts AddOptions, refs []string, mk MakeKnownFunc) (_ *Meta, err error) {
+func (s *Store) addLeased(ctx context.Context, l *Lease, p Path, opts AddOptions, refs []Path, mk MakeKnownFunc) (_ *Meta, err error) {
 	if m, err := s.Meta(p); err == nil {
 		return m, nil // finished by the previous holder after we looked
 	}
@@ -252,10 +242,10 @@ func (s *Store) addLeased(ctx context.Context, l *Lease, p Path, opts AddOptions
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	}
 	for _, r := range refs {
-		if r == p.String() {
+		if r == p {
 			continue
 		}
-		if rp, err := ParsePath(r); err != nil || !s.Valid(rp) {
+		if !s.Valid(r) {
 			return nil, fmt.Errorf("building %s: reference %s is no longer valid", p, r)
 		}
 	}

@@ -11,6 +11,10 @@
 //     canonicalised (mtime 1, modes 0444/0555, no setuid, no hard links, relative symlinks).
 //   - Path: an object's base name "<digest>-<name>", never with the store directory, so the
 //     store is relocatable (mounted at /workspace on pods and /runpod-volume on serverless).
+//     Every API that names objects takes and returns Paths (Meta.References, LeaseRecord,
+//     TempRoot.Paths, GCResult.Kept, VerifyReport.Unregistered, ObjectInfo.Referrers, the
+//     cache's NarInfo.References); a Path is parsed where it is read from a file, so a
+//     metadata file or narinfo with a malformed reference is refused as a whole.
 //   - Digest: the 32-character nix32 hash part of a Path: nix32(xorfold20(sha256(fingerprint))).
 //   - Fingerprint: the string an object's Digest is hashed from. It holds no store directory
 //     and starts with the scheme word and version FingerprintScheme ("runpod-comfy/1"):

@@ -80,7 +80,7 @@ type GCResult struct {
 	Held       string   `json:"held,omitempty"`
 
 	Deleted     []GCItem `json:"deleted"`
-	Kept        []string `json:"kept,omitempty"` // planned objects rooted meanwhile
+	Kept        []Path   `json:"kept,omitempty"` // planned objects rooted meanwhile
 	Freed       int64    `json:"freed"`
 	StoppedAt   bool     `json:"stopped_at_max_freed"`
 	Generations []string `json:"generations_pruned,omitempty"`
@@ -229,9 +229,7 @@ func (s *Store) gcRoots(pruned map[string]bool) ([]Path, map[Digest]bool, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, t := range temp {
-		add(t)
-	}
+	roots = append(roots, temp...)
 	leases, err := s.liveLeases()
 	if err != nil {
 		return nil, nil, err
@@ -241,10 +239,10 @@ func (s *Store) gcRoots(pruned map[string]bool) ([]Path, map[Digest]bool, error)
 		if d, err := ParseDigest(l.name); err == nil {
 			digests[d] = true
 		}
-		add(l.rec.Path)
-		for _, r := range l.rec.References {
-			add(r)
+		if !l.rec.Path.IsZero() {
+			roots = append(roots, l.rec.Path)
 		}
+		roots = append(roots, l.rec.References...)
 	}
 	return roots, digests, nil
 }
@@ -269,8 +267,8 @@ func (s *Store) mark(roots []Path, metas map[Path]*Meta) map[Path]bool {
 			}
 		}
 		for _, r := range m.References {
-			if rp, err := ParsePath(r); err == nil && !live[rp] {
-				stack = append(stack, rp)
+			if !live[r] {
+				stack = append(stack, r)
 			}
 		}
 	}
@@ -289,8 +287,8 @@ func referrersFirst(dead []Path, metas map[Path]*Meta) []Path {
 	referrers := map[Path]int{}
 	for _, p := range dead {
 		for _, r := range metas[p].References {
-			if rp, err := ParsePath(r); err == nil && in[rp] && rp != p {
-				referrers[rp]++
+			if in[r] && r != p {
+				referrers[r]++
 			}
 		}
 	}
@@ -308,10 +306,10 @@ func referrersFirst(dead []Path, metas map[Path]*Meta) []Path {
 		done[p] = true
 		var next []Path
 		for _, r := range metas[p].References {
-			if rp, err := ParsePath(r); err == nil && in[rp] && rp != p {
-				referrers[rp]--
-				if referrers[rp] == 0 {
-					next = append(next, rp)
+			if in[r] && r != p {
+				referrers[r]--
+				if referrers[r] == 0 {
+					next = append(next, r)
 				}
 			}
 		}
@@ -510,7 +508,7 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 				continue
 			}
 			if preLive[path] || preLeased[path.Digest()] {
-				res.Kept = append(res.Kept, path.String())
+				res.Kept = append(res.Kept, path)
 				continue
 			}
 			sm, ok := s.unregister(path, cutoff)
@@ -538,7 +536,7 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 		for _, sm := range batch {
 			if live[sm.path] {
 				s.restore([]savedMeta{sm})
-				res.Kept = append(res.Kept, sm.path.String())
+				res.Kept = append(res.Kept, sm.path)
 				continue
 			}
 			if err := s.trash(s.Abs(sm.path)); err != nil {

@@ -2,14 +2,13 @@ package store
 
 import (
 	"fmt"
-	"sort"
 )
 
 // ObjectInfo describes one object for `store info`.
 type ObjectInfo struct {
 	Meta *Meta `json:"meta"`
 	// Referrers are the valid objects that reference this one.
-	Referrers []string `json:"referrers"`
+	Referrers []Path `json:"referrers"`
 	// Roots are the versions whose current root reaches this object.
 	Roots []string `json:"roots"`
 	// DiskSize is the apparent size of the object's regular files.
@@ -28,15 +27,15 @@ func (s *Store) Info(p Path) (*ObjectInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("info: %w", err)
 	}
-	info := &ObjectInfo{Meta: m, Referrers: []string{}, Roots: []string{}, DiskSize: diskUsage(s.Abs(p))}
+	info := &ObjectInfo{Meta: m, Referrers: []Path{}, Roots: []string{}, DiskSize: diskUsage(s.Abs(p))}
 	for q, qm := range metas {
 		for _, r := range qm.References {
-			if r == p.String() && q != p {
-				info.Referrers = append(info.Referrers, q.String())
+			if r == p && q != p {
+				info.Referrers = append(info.Referrers, q)
 			}
 		}
 	}
-	sort.Strings(info.Referrers)
+	sortPaths(info.Referrers)
 	for q := range s.mark([]Path{p}, metas) {
 		if qm := metas[q]; qm != nil {
 			info.ClosureSize += qm.NarSize

@@ -27,8 +27,8 @@ type LeaseRecord struct {
 	Expires time.Time `json:"expires"`
 	Nonce   string    `json:"nonce"`
 	// Path is the object being built, References what it will reference: GC keeps both.
-	Path       string   `json:"path,omitempty"`
-	References []string `json:"references,omitempty"`
+	Path       Path   `json:"path,omitzero"`
+	References []Path `json:"references,omitempty"`
 }
 
 // Lease is a held lease: an O_CREAT|O_EXCL file renewed by a goroutine until Release.
@@ -124,14 +124,11 @@ func writeSynced(file string, data []byte, flag int) error {
 // tryLease takes the lease name once. It breaks a stale lease by renaming it to a unique
 // tombstone (of several breakers only one rename succeeds) and retries. When a live holder
 // has it, it returns the holder's record and errLeaseHeld.
-func (s *Store) tryLease(name string, p Path, refs []string) (*Lease, *LeaseRecord, error) {
+func (s *Store) tryLease(name string, p Path, refs []Path) (*Lease, *LeaseRecord, error) {
 	file := s.leaseFile(name)
 	for attempt := 0; attempt < 4; attempt++ {
 		now := s.now().UTC()
-		rec := LeaseRecord{Host: s.host, PID: s.pid, Started: now, Expires: now.Add(s.leaseTTL), Nonce: randHex(8), References: refs}
-		if !p.IsZero() {
-			rec.Path = p.String()
-		}
+		rec := LeaseRecord{Host: s.host, PID: s.pid, Started: now, Expires: now.Add(s.leaseTTL), Nonce: randHex(8), Path: p, References: refs}
 		b, _ := json.Marshal(rec)
 		err := createExclusive(file, b)
 		if err == nil {

@@ -193,7 +193,7 @@ func TestKillDuringAdd(t *testing.T) {
 		}
 	}
 	for _, u := range rep.Unregistered {
-		p := MustParsePath(u)
+		p := u
 		if s.Valid(p) {
 			t.Errorf("%s without metadata reported valid", p)
 		}

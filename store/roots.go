@@ -269,7 +269,9 @@ type tempRootRecord struct {
 	PID     int       `json:"pid"`
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires"`
-	Paths   []string  `json:"paths"`
+	// Paths are base names; a reader parses each on its own, so that one bad entry in a
+	// damaged file does not release the others (liveTempRoots).
+	Paths []string `json:"paths"`
 }
 
 // AddTempRoot writes a temporary root holding paths (which need not be valid yet: a build
@@ -320,10 +322,21 @@ func (t *TempRoot) Add(paths ...Path) error {
 }
 
 // Paths returns the paths the root holds.
-func (t *TempRoot) Paths() []string {
+func (t *TempRoot) Paths() []Path {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return append([]string(nil), t.rec.Paths...)
+	return parsePaths(t.rec.Paths)
+}
+
+// parsePaths parses base names, leaving out any that is not a store path.
+func parsePaths(names []string) []Path {
+	out := make([]Path, 0, len(names))
+	for _, n := range names {
+		if p, err := ParsePath(n); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (t *TempRoot) refresh(ctx context.Context) {
@@ -358,12 +371,12 @@ func (t *TempRoot) Close() error {
 }
 
 // liveTempRoots returns the paths held by every temporary root that is not stale.
-func (s *Store) liveTempRoots() ([]string, error) {
+func (s *Store) liveTempRoots() ([]Path, error) {
 	ents, err := os.ReadDir(s.rootsDir())
 	if err != nil {
 		return nil, fmt.Errorf("listing temporary roots: %w", err)
 	}
-	var out []string
+	var out []Path
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -376,7 +389,7 @@ func (s *Store) liveTempRoots() ([]string, error) {
 		if json.Unmarshal(b, &r) != nil || s.stale(r.Host, r.PID, r.Expires) {
 			continue
 		}
-		out = append(out, r.Paths...)
+		out = append(out, parsePaths(r.Paths)...)
 	}
 	return out, nil
 }

@@ -148,25 +148,12 @@ type Meta struct {
 	Path       Path            `json:"path"`
 	NarHash    string          `json:"nar_hash"` // "sha256:<nix32>"
 	NarSize    int64           `json:"nar_size"`
-	References []string        `json:"references"` // base names, sorted
+	References []Path          `json:"references"` // sorted by base name
 	Kind       string          `json:"kind"`
 	Derivation json.RawMessage `json:"derivation,omitempty"`
 	CA         string          `json:"ca,omitempty"`
 	Source     string          `json:"source"` // "built" or "substituted:<cache url>"
 	CreatedAt  time.Time       `json:"created_at"`
-}
-
-// ReferencePaths parses References.
-func (m *Meta) ReferencePaths() ([]Path, error) {
-	out := make([]Path, 0, len(m.References))
-	for _, r := range m.References {
-		p, err := ParsePath(r)
-		if err != nil {
-			return nil, fmt.Errorf("metadata of %s: reference: %w", m.Path, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
 
 // Meta returns the metadata of p. Without metadata the object is not valid and the error
@@ -231,11 +218,6 @@ func (s *Store) readMeta(d Digest) (*Meta, error) {
 		return nil, &MetaError{Digest: d, File: file, Err: fmt.Errorf("path %s has another digest", m.Path)}
 	case !validNarHash(m.NarHash):
 		return nil, &MetaError{Digest: d, File: file, Err: fmt.Errorf("nar_hash %q is not sha256:<nix32>", m.NarHash)}
-	}
-	for _, r := range m.References {
-		if _, err := ParsePath(r); err != nil {
-			return nil, &MetaError{Digest: d, File: file, Err: fmt.Errorf("reference: %w", err)}
-		}
 	}
 	return &m, nil
 }
@@ -377,11 +359,7 @@ func (s *Store) Closure(paths ...Path) ([]Path, error) {
 		if err != nil {
 			return nil, fmt.Errorf("closure of %s: %w", p, err)
 		}
-		refs, err := m.ReferencePaths()
-		if err != nil {
-			return nil, err
-		}
-		queue = append(queue, refs...)
+		queue = append(queue, m.References...)
 	}
 	out := make([]Path, 0, len(seen))
 	for p := range seen {

@@ -55,7 +55,7 @@ type VerifyReport struct {
 	Problems []Problem `json:"problems"`
 	// Unregistered lists store entries without metadata (crash debris or a build in progress):
 	// not valid, never used, removed by GC.
-	Unregistered []string `json:"unregistered"`
+	Unregistered []Path `json:"unregistered"`
 }
 
 // OK reports whether every problem found was repaired.
@@ -137,7 +137,7 @@ feed:
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Checked: len(todo) + len(bad), Problems: []Problem{}, Unregistered: []string{}}
+	rep := &VerifyReport{Checked: len(todo) + len(bad), Problems: []Problem{}, Unregistered: []Path{}}
 	for _, b := range bad {
 		// The metadata is the commit record: without it nothing can be checked, and the
 		// object is not valid. A build that needs it makes it again; --repair does it now.
@@ -179,7 +179,7 @@ feed:
 		}
 		for _, e := range ents {
 			if p, err := ParsePath(e.Name()); err == nil && !valid[p.Digest()] && !s.Valid(p) {
-				rep.Unregistered = append(rep.Unregistered, p.String())
+				rep.Unregistered = append(rep.Unregistered, p)
 			}
 		}
 	}
@@ -194,8 +194,7 @@ func (s *Store) verifyOne(m *Meta, metas map[Path]*Meta) []Problem {
 		return []Problem{{Path: m.Path.String(), Kind: "missing", Detail: fmt.Sprintf("metadata exists but the object does not: %v", err)}}
 	}
 	for _, r := range m.References {
-		rp, err := ParsePath(r)
-		if err != nil || (metas[rp] == nil && !s.Valid(rp)) {
+		if metas[r] == nil && !s.Valid(r) {
 			out = append(out, Problem{Path: m.Path.String(), Kind: "missing-reference", Detail: fmt.Sprintf("reference %s has no metadata", r)})
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -181,7 +182,7 @@ func checkSameObjects(t *testing.T, from, to *store.Store, paths []store.Path, w
 		if err != nil {
 			t.Fatalf("%s not substituted: %v", p, err)
 		}
-		if a.NarHash != b.NarHash || a.NarSize != b.NarSize || strings.Join(a.References, " ") != strings.Join(b.References, " ") || a.Kind != b.Kind || a.CA != b.CA {
+		if a.NarHash != b.NarHash || a.NarSize != b.NarSize || !slices.Equal(a.References, b.References) || a.Kind != b.Kind || a.CA != b.CA {
 			t.Errorf("%s: substituted metadata differs:\n%+v\n%+v", p, a, b)
 		}
 		if wantSource != "" && b.Source != wantSource {

@@ -124,7 +124,7 @@ func TestKeyRoundTripAndSign(t *testing.T) {
 		t.Fatal("keys do not round-trip")
 	}
 	n := &NarInfo{StorePath: StoreDir + "/0cddy9pzcixv5gycc2djrg2b2nzcp8xl-a", NarHash: "sha256:0xmvxmsmmc6n79sk2h3r6db3yp8drmxps61mdk7iqnvc6vcsww60", NarSize: 128,
-		References: []string{"1cddy9pzcixv5gycc2djrg2b2nzcp8xl-b", "0cddy9pzcixv5gycc2djrg2b2nzcp8xl-a"}}
+		References: []store.Path{store.MustParsePath("1cddy9pzcixv5gycc2djrg2b2nzcp8xl-b"), store.MustParsePath("0cddy9pzcixv5gycc2djrg2b2nzcp8xl-a")}}
 	fp, _ := n.Fingerprint()
 	wantFP := "1;/runpod-comfy/store/0cddy9pzcixv5gycc2djrg2b2nzcp8xl-a;sha256:0xmvxmsmmc6n79sk2h3r6db3yp8drmxps61mdk7iqnvc6vcsww60;128;/runpod-comfy/store/0cddy9pzcixv5gycc2djrg2b2nzcp8xl-a,/runpod-comfy/store/1cddy9pzcixv5gycc2djrg2b2nzcp8xl-b"
 	if fp != wantFP {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
 // StoreDir is the logical store dir of every narinfo StorePath and of nix-cache-info. The
@@ -25,17 +27,17 @@ const (
 
 // NarInfo is the description of one object in a cache (Nix's .narinfo file).
 type NarInfo struct {
-	StorePath   string   // full path: StoreDir + "/" + "<digest>-<name>"
-	URL         string   // relative to the cache: nar/<nix32 file sha256>.nar[.zst]
-	Compression string   // "none" or "zstd" (missing means bzip2 in Nix, which we refuse)
-	FileHash    string   // sha256:<nix32> of the file at URL
-	FileSize    int64    // size of the file at URL
-	NarHash     string   // sha256:<nix32> of the NAR serialisation
-	NarSize     int64    // size of the NAR serialisation
-	References  []string // base names, sorted, self-reference included
-	Deriver     string   // base name of the deriver, "" for none
-	Sigs        []string // "keyname:base64" ed25519 signatures of Fingerprint()
-	CA          string   // content address, "" for input-addressed objects; written as X-CA when not in Nix's form
+	StorePath   string       // full path: StoreDir + "/" + "<digest>-<name>"
+	URL         string       // relative to the cache: nar/<nix32 file sha256>.nar[.zst]
+	Compression string       // "none" or "zstd" (missing means bzip2 in Nix, which we refuse)
+	FileHash    string       // sha256:<nix32> of the file at URL
+	FileSize    int64        // size of the file at URL
+	NarHash     string       // sha256:<nix32> of the NAR serialisation
+	NarSize     int64        // size of the NAR serialisation
+	References  []store.Path // sorted, self-reference included
+	Deriver     string       // base name of the deriver, "" for none
+	Sigs        []string     // "keyname:base64" ed25519 signatures of Fingerprint()
+	CA          string       // content address, "" for input-addressed objects; written as X-CA when not in Nix's form
 
 	// Kind and Derivation are runpod-comfy's own keys (X-Kind, X-Derivation; Nix ignores
 	// unknown keys). They are informational: signatures do not cover them.
@@ -59,7 +61,11 @@ func (n *NarInfo) MarshalText() ([]byte, error) {
 	}
 	kv("NarHash", n.NarHash)
 	kv("NarSize", strconv.FormatInt(n.NarSize, 10))
-	kv("References", strings.Join(n.References, " "))
+	refs := make([]string, len(n.References))
+	for i, r := range n.References {
+		refs[i] = r.String()
+	}
+	kv("References", strings.Join(refs, " "))
 	if n.Deriver != "" {
 		kv("Deriver", n.Deriver)
 	}
@@ -137,8 +143,12 @@ func ParseNarInfo(data []byte, name string) (*NarInfo, error) {
 		case "NarSize":
 			n.NarSize, err = strconv.ParseInt(v, 10, 64)
 		case "References":
-			if v != "" {
-				n.References = strings.Fields(v)
+			for _, f := range strings.Fields(v) {
+				r, perr := store.ParsePath(f)
+				if perr != nil {
+					return nil, fmt.Errorf("%s:%d: reference %q: %w", name, line, f, perr)
+				}
+				n.References = append(n.References, r)
 			}
 		case "Deriver":
 			if v != "unknown-deriver" {
@@ -201,11 +211,6 @@ func (n *NarInfo) check() error {
 			return fmt.Errorf("FileHash: %w", err)
 		}
 	}
-	for _, r := range n.References {
-		if strings.Contains(r, "/") {
-			return fmt.Errorf("reference %q is not a base name", r)
-		}
-	}
 	return nil
 }
 
@@ -221,7 +226,7 @@ func (n *NarInfo) Fingerprint() (string, error) {
 	dir := path.Dir(n.StorePath)
 	refs := make([]string, len(n.References))
 	for i, r := range n.References {
-		refs[i] = dir + "/" + r
+		refs[i] = dir + "/" + r.String()
 	}
 	sort.Strings(refs)
 	return "1;" + n.StorePath + ";" + n.NarHash + ";" + strconv.FormatInt(n.NarSize, 10) + ";" + strings.Join(refs, ","), nil

@@ -152,11 +152,7 @@ func pushOne(ctx context.Context, st *store.Store, b Backend, m *store.Meta, opt
 		return ev, err
 	}
 	// The narinfo waits for every reference's narinfo (the closure invariant).
-	refs, err := m.ReferencePaths()
-	if err != nil {
-		return ev, err
-	}
-	for _, r := range refs {
+	for _, r := range m.References {
 		if r == m.Path {
 			continue
 		}
@@ -189,7 +185,7 @@ func NarInfoFor(m *store.Meta) *NarInfo {
 		StorePath:  StoreDir + "/" + m.Path.String(),
 		NarHash:    m.NarHash,
 		NarSize:    m.NarSize,
-		References: append([]string(nil), m.References...),
+		References: append([]store.Path(nil), m.References...),
 		CA:         m.CA,
 		Kind:       m.Kind,
 		Derivation: m.Derivation,

@@ -145,11 +145,6 @@ func (s *Substituter) FetchNarInfo(ctx context.Context, b Backend, p store.Path)
 	if ni.BaseName() != p.String() {
 		return nil, fmt.Errorf("refusing %s: it describes %s, not %s", where, ni.BaseName(), p)
 	}
-	for _, r := range ni.References {
-		if _, err := store.ParsePath(r); err != nil {
-			return nil, fmt.Errorf("refusing %s: reference %q: %w", where, r, err)
-		}
-	}
 	switch ni.Compression {
 	case CompressionNone, CompressionZstd:
 	default:
@@ -178,27 +173,27 @@ func checkExpect(ni *NarInfo, p store.Path, want *Expect, where string) error {
 	if want.CA != "" && ni.CA != "" && ni.CA != want.CA {
 		return fmt.Errorf("refusing %s: CA %s, but %s is %s", where, ni.CA, p, want.CA)
 	}
-	have := map[string]bool{}
+	have := map[store.Path]bool{}
 	for _, r := range ni.References {
-		if r != p.String() {
+		if r != p {
 			have[r] = true
 		}
 	}
-	need := map[string]bool{}
+	need := map[store.Path]bool{}
 	for _, r := range want.References {
 		if r != p {
-			need[r.String()] = true
+			need[r] = true
 		}
 	}
 	var missing, extra []string
 	for r := range need {
 		if !have[r] {
-			missing = append(missing, r)
+			missing = append(missing, r.String())
 		}
 	}
 	for r := range have {
 		if !need[r] {
-			extra = append(extra, r)
+			extra = append(extra, r.String())
 		}
 	}
 	sort.Strings(missing)
@@ -220,15 +215,13 @@ func (s *Substituter) fromCache(ctx context.Context, st *store.Store, b Backend,
 	if err := checkExpect(ni, p, want, b.URL()+"/"+narInfoKey(p)); err != nil {
 		return nil, err
 	}
-	var refs []store.Path
-	for _, r := range ni.References {
-		rp, _ := store.ParsePath(r) // checked by FetchNarInfo
-		refs = append(refs, rp)
-		if rp == p || st.Valid(rp) {
+	refs := ni.References
+	for _, r := range refs {
+		if r == p || st.Valid(r) {
 			continue
 		}
-		if _, err := s.Substitute(ctx, st, rp); err != nil {
-			return nil, fmt.Errorf("%s/%s: reference %s: %w", b.URL(), narInfoKey(p), rp, err)
+		if _, err := s.Substitute(ctx, st, r); err != nil {
+			return nil, fmt.Errorf("%s/%s: reference %s: %w", b.URL(), narInfoKey(p), r, err)
 		}
 	}
 	opts := store.AddOptions{

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -242,9 +243,9 @@ func TestNarinfoLeavingOutAReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := mustParsePath(t, f.lk.CustomNodes[0].StorePath)
-	var refs []string
+	var refs []store.Path
 	for _, r := range ni.References {
-		if r != node.String() {
+		if r != node {
 			refs = append(refs, r)
 		}
 	}
@@ -278,7 +279,7 @@ func TestNarinfoLeavingOutAReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Join(m.References, " "), node.String()) {
+	if !slices.Contains(m.References, node) {
 		t.Errorf("root references %v, want %s among them", m.References, node)
 	}
 }

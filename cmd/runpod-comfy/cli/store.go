@@ -208,15 +208,9 @@ func newStoreInfoCmd(g *Globals) *cobra.Command {
 			}
 			fmt.Fprintf(out, "source:       %s\n", m.Source)
 			fmt.Fprintf(out, "created:      %s\n", m.CreatedAt.Format(time.RFC3339))
-			list := func(title string, xs []string) {
-				fmt.Fprintf(out, "%s (%d):\n", title, len(xs))
-				for _, x := range xs {
-					fmt.Fprintf(out, "  %s\n", x)
-				}
-			}
-			list("references", m.References)
-			list("referrers", info.Referrers)
-			list("roots", info.Roots)
+			printList(out, "references", m.References)
+			printList(out, "referrers", info.Referrers)
+			printList(out, "roots", info.Roots)
 			if len(m.Derivation) > 0 {
 				fmt.Fprintf(out, "derivation:   %s\n", m.Derivation)
 			}
@@ -282,5 +276,13 @@ Network volumes often do not support hard links; the store never depends on them
 			fmt.Fprintf(out, "examined %d files in %d objects; linked %d, saved %s\n", res.Files, res.Objects, res.Linked, progress.FormatBytes(res.Saved))
 			return nil
 		},
+	}
+}
+
+// printList prints a titled list, one item (a store path, a version id) a line.
+func printList[T any](out io.Writer, title string, xs []T) {
+	fmt.Fprintf(out, "%s (%d):\n", title, len(xs))
+	for _, x := range xs {
+		fmt.Fprintf(out, "  %v\n", x)
 	}
 }
