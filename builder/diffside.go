@@ -2,9 +2,6 @@ package builder
 
 import (
 	"context"
-	"os/exec"
-	"strconv"
-	"strings"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/diff"
@@ -58,28 +55,12 @@ func (o storeObjects) Size(p string) (int64, bool) {
 	return m.NarSize, true
 }
 
-// mirrorHistory counts commits in the local bare mirrors with git rev-list.
+// mirrorHistory counts commits in the local bare mirrors (git.Mirrors.Distance).
 type mirrorHistory struct {
 	ctx context.Context
 	m   *git.Mirrors
 }
 
 func (h mirrorHistory) Distance(repo, from, to string) (int, bool) {
-	count := func(a, b string) (int, bool) {
-		out, err := exec.CommandContext(h.ctx, "git", "--git-dir", h.m.Path(repo), "rev-list", "--count", a+".."+b).Output()
-		if err != nil {
-			return 0, false
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(string(out)))
-		return n, err == nil
-	}
-	ahead, ok := count(from, to)
-	if !ok {
-		return 0, false
-	}
-	if ahead > 0 {
-		return ahead, true
-	}
-	back, ok := count(to, from)
-	return -back, ok
+	return h.m.Distance(h.ctx, repo, from, to)
 }

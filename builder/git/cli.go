@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,12 +23,9 @@ import (
 func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// A hermetic environment: the export reads a bare repository and needs nothing of the
-	// user's (no config, no replace objects, no locale); "git" itself is found on this
-	// process's PATH by exec.
-	env := []string{"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_NO_REPLACE_OBJECTS=1", "LC_ALL=C"}
-	ls := exec.CommandContext(ctx, "git", "--git-dir="+gitDir, "ls-tree", "-r", "-t", "-z", "--full-tree", commit)
-	ls.Env = env
+	// gitCommand's hermetic environment: the export reads a bare repository and needs nothing
+	// of the user's (no config, no replace objects, no locale).
+	ls := gitCommand(ctx, gitDir, "ls-tree", "-r", "-t", "-z", "--full-tree", commit)
 	var lsErr bytes.Buffer
 	ls.Stderr = &lsErr
 	listing, err := ls.Output()
@@ -77,8 +73,7 @@ func writeTreeCLI(ctx context.Context, gitDir, commit, dir string) ([]submodule,
 		return subs, nil
 	}
 
-	cat := exec.CommandContext(ctx, "git", "--git-dir="+gitDir, "cat-file", "--batch")
-	cat.Env = env
+	cat := gitCommand(ctx, gitDir, "cat-file", "--batch")
 	var catErr bytes.Buffer
 	cat.Stderr = &catErr
 	stdin, err := cat.StdinPipe()
