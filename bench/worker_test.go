@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/runpod-comfy/runpod-comfy/runner"
+	"github.com/runpod-comfy/runpod-comfy/runner/comfyjob"
 	"github.com/runpod-comfy/runpod-comfy/runner/standin"
 	"github.com/runpod-comfy/runpod-comfy/runner/worker"
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -122,8 +123,8 @@ func (q *workerQueue) config() worker.Config {
 	}
 }
 
-func workerHandler(b *testing.B, st *store.Store) *worker.ComfyHandler {
-	h, err := worker.NewComfyHandler(worker.ComfyOptions{
+func workerHandler(b *testing.B, st *store.Store) *comfyjob.Handler {
+	h, err := comfyjob.New(comfyjob.Options{
 		Root: st.Root(), Store: st, DefaultVersion: "v1", StateBase: b.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -676,7 +676,7 @@ func (c *Client) collect(ctx context.Context, promptID string, e *HistoryEntry, 
 	for id := range e.Outputs {
 		ids = append(ids, id)
 	}
-	sortNodeIDs(ids)
+	SortNodeIDs(ids)
 	var items []item
 	saved := false
 	for _, id := range ids {

@@ -1,6 +1,7 @@
 // Package runner runs ComfyUI from a runtime root and drives it over its HTTP and WebSocket
 // API: process control, the API client, one-shot workflows and their outputs. The serverless
-// worker (runner/worker) and the commands run-ui and run-handler are built on it.
+// worker (runner/worker, the queue protocol, and runner/comfyjob, the ComfyUI job handler)
+// and the commands run-ui and run-handler are built on it.
 //
 // # Words
 //

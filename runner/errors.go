@@ -65,7 +65,7 @@ func (e *ValidationError) Error() string {
 	for id := range e.Nodes {
 		ids = append(ids, id)
 	}
-	sortNodeIDs(ids)
+	SortNodeIDs(ids)
 	for _, id := range ids {
 		n := e.Nodes[id]
 		for _, ne := range n.Errors {
@@ -96,8 +96,8 @@ func (e *ExecutionError) Error() string {
 	return fmt.Sprintf("node %s (%s) failed: %s", e.NodeID, e.NodeType, msg)
 }
 
-// sortNodeIDs sorts node ids numerically when they are numbers ("2" < "10"), else as strings.
-func sortNodeIDs(ids []string) {
+// SortNodeIDs sorts node ids numerically when they are numbers ("2" < "10"), else as strings.
+func SortNodeIDs(ids []string) {
 	sort.Slice(ids, func(i, j int) bool {
 		a, b := ids[i], ids[j]
 		if len(a) != len(b) && isDigits(a) && isDigits(b) {

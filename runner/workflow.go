@@ -155,7 +155,7 @@ func imageBytes(ctx context.Context, hc *http.Client, img InputImage) ([]byte, e
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			// The status code only: the reason phrase is the server's text.
-			return nil, fmt.Errorf("input image %q: fetching %s: HTTP %d %s", img.Name, redactURL(s), resp.StatusCode, http.StatusText(resp.StatusCode))
+			return nil, fmt.Errorf("input image %q: fetching %s: HTTP %d %s", img.Name, RedactURL(s), resp.StatusCode, http.StatusText(resp.StatusCode))
 		}
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxInputImage+1))
 		if err != nil {
@@ -193,8 +193,8 @@ func imageBytes(ctx context.Context, hc *http.Client, img InputImage) ([]byte, e
 	return data, nil
 }
 
-// redactURL drops the query of a URL (signed URLs carry credentials there).
-func redactURL(u string) string {
+// RedactURL drops the query of a URL for messages (signed URLs carry credentials there).
+func RedactURL(u string) string {
 	if i := strings.IndexByte(u, '?'); i >= 0 {
 		return u[:i] + "?..."
 	}

@@ -1,6 +1,7 @@
 // Package worker is a RunPod queue-based serverless worker written against the queue protocol
-// (RunPod's serverless worker protocol as its Python SDK speaks it; docs/runpod.md), without RunPod's Python SDK, and a ComfyUI job handler that
-// accepts runpod-workers/worker-comfyui's input unchanged.
+// (RunPod's serverless worker protocol as its Python SDK speaks it; docs/runpod.md), without
+// RunPod's Python SDK. It knows nothing of ComfyUI: what runs a job is a Handler, and the
+// ComfyUI one is in runner/comfyjob. runner/worker/queuetest is a fake queue for tests.
 //
 // Words used here:
 //
@@ -14,13 +15,16 @@
 //   - Handler: what runs a job (Handler). The loop (Worker) owns the protocol; a handler only
 //     returns a Result or an error and may report progress.
 //   - Result: what the handler returns; it becomes the job-done body {"output": ...} or
-//     {"error": "...", "output": {...}}. An error returned by the handler, or a panic, becomes
-//     the SDK's exception body: "error" holding a JSON text with error_type, error_message, ...
+//     {"error": "...", "output": {...}} (EncodeResult gives it). An error returned by the
+//     handler, or a panic, becomes the SDK's exception body: "error" holding a JSON text with
+//     error_type, error_message, ... The bodies are typed (doneBody, exceptionReport,
+//     progressBody, and the local API's answers); only Result.Output is the handler's own.
 //   - Progress: a {"status":"IN_PROGRESS","output":...} POST to the job-done URL, throttled.
 //   - Stopped job: a job listed by job-stop. Its context is cancelled with ErrJobStopped and
 //     nothing is posted for it.
 //   - Local modes: RunTestInput runs one job from a test_input.json-style document;
 //     LocalAPI serves /run, /runsync, /status/<id>, /cancel/<id> and /health on a port.
-//   - ComfyHandler: the Handler that runs ComfyUI workflows from runtime roots in the store,
-//     keeping ComfyUI warm between jobs and switching versions when a job asks for another.
+//
+// Where things are: the loop, job-take, job-stop, results and progress in worker.go; URL
+// templates, headers, retries and body encoding in protocol.go; the local modes in local.go.
 package worker

@@ -77,7 +77,7 @@ type localJob struct {
 	job      *Job
 	status   string // IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED
 	progress any
-	body     map[string]json.RawMessage // final body
+	final    *doneBody
 	cancel   context.CancelCauseFunc
 	done     chan struct{}
 }
@@ -147,22 +147,20 @@ func (a *LocalAPI) runQueue(ctx context.Context) {
 		})
 		stopped := errors.Is(context.Cause(jctx), ErrJobStopped)
 		cancel(nil)
-		body, err := buildFinalBody(res, herr, "local", "local")
+		body, err := makeDoneBody(res, herr, "local", "local")
 		if err != nil {
-			body, _ = buildFinalBody(Result{}, err, "local", "local")
+			body, _ = makeDoneBody(Result{}, err, "local", "local")
 		}
-		var fields map[string]json.RawMessage
-		_ = json.Unmarshal(body, &fields)
 		a.mu.Lock()
 		switch {
 		case stopped:
 			lj.status = "CANCELLED"
-		case fields["error"] != nil:
+		case body.Error != "":
 			lj.status = "FAILED"
 		default:
 			lj.status = "COMPLETED"
 		}
-		lj.body = fields
+		lj.final = &body
 		a.mu.Unlock()
 		close(lj.done)
 	}
@@ -186,18 +184,18 @@ func (a *LocalAPI) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/cancel/") && r.Method == http.MethodPost:
 		a.cancelJob(rw, strings.TrimPrefix(p, "/cancel/"))
 	default:
-		writeJSON(rw, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+		writeJSON(rw, http.StatusNotFound, localError{Error: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	}
 }
 
 func (a *LocalAPI) submit(rw http.ResponseWriter, r *http.Request, wait bool) {
 	var req map[string]json.RawMessage
 	if err := json.NewDecoder(http.MaxBytesReader(rw, r.Body, 20<<20)).Decode(&req); err != nil {
-		writeJSON(rw, http.StatusBadRequest, map[string]any{"error": "request body is not a JSON object: " + err.Error()})
+		writeJSON(rw, http.StatusBadRequest, localError{Error: "request body is not a JSON object: " + err.Error()})
 		return
 	}
 	if _, ok := req["input"]; !ok {
-		writeJSON(rw, http.StatusBadRequest, map[string]any{"error": `request has no "input"`})
+		writeJSON(rw, http.StatusBadRequest, localError{Error: `request has no "input"`})
 		return
 	}
 	id := "test-" + uuid.NewString()
@@ -205,7 +203,7 @@ func (a *LocalAPI) submit(rw http.ResponseWriter, r *http.Request, wait bool) {
 	raw, _ := json.Marshal(req)
 	job, err := decodeJob(raw)
 	if err != nil {
-		writeJSON(rw, http.StatusBadRequest, map[string]any{"error": err.Error()})
+		writeJSON(rw, http.StatusBadRequest, localError{Error: err.Error()})
 		return
 	}
 	lj := &localJob{id: id, job: job, status: "IN_QUEUE", done: make(chan struct{})}
@@ -215,11 +213,11 @@ func (a *LocalAPI) submit(rw http.ResponseWriter, r *http.Request, wait bool) {
 	select {
 	case a.queue <- lj:
 	default:
-		writeJSON(rw, http.StatusTooManyRequests, map[string]any{"error": "local queue full"})
+		writeJSON(rw, http.StatusTooManyRequests, localError{Error: "local queue full"})
 		return
 	}
 	if !wait {
-		writeJSON(rw, http.StatusOK, map[string]any{"id": id, "status": "IN_QUEUE"})
+		writeJSON(rw, http.StatusOK, localStatus{ID: id, Status: "IN_QUEUE"})
 		return
 	}
 	select {
@@ -233,20 +231,18 @@ func (a *LocalAPI) submit(rw http.ResponseWriter, r *http.Request, wait bool) {
 func (a *LocalAPI) status(rw http.ResponseWriter, id string) {
 	a.mu.Lock()
 	lj, ok := a.jobs[id]
-	var resp map[string]any
+	var resp localStatus
 	if ok {
-		resp = map[string]any{"id": id, "status": lj.status}
-		if lj.body != nil {
-			for k, v := range lj.body {
-				resp[k] = v
-			}
-		} else if lj.progress != nil {
-			resp["output"] = lj.progress
+		resp = localStatus{ID: id, Status: lj.status}
+		if lj.final != nil {
+			resp.Error, resp.Output, resp.StopPod = lj.final.Error, lj.final.Output, lj.final.StopPod
+		} else {
+			resp.Output = lj.progress
 		}
 	}
 	a.mu.Unlock()
 	if !ok {
-		writeJSON(rw, http.StatusNotFound, map[string]any{"id": id, "status": "FAILED", "error": "Job ID not found"})
+		writeJSON(rw, http.StatusNotFound, localStatus{ID: id, Status: "FAILED", Error: "Job ID not found"})
 		return
 	}
 	writeJSON(rw, http.StatusOK, resp)
@@ -268,7 +264,7 @@ func (a *LocalAPI) cancelJob(rw http.ResponseWriter, id string) {
 	}
 	a.mu.Unlock()
 	if !ok {
-		writeJSON(rw, http.StatusNotFound, map[string]any{"id": id, "status": "FAILED", "error": "Job ID not found"})
+		writeJSON(rw, http.StatusNotFound, localStatus{ID: id, Status: "FAILED", Error: "Job ID not found"})
 		return
 	}
 	if running {
@@ -279,27 +275,55 @@ func (a *LocalAPI) cancelJob(rw http.ResponseWriter, id string) {
 
 func (a *LocalAPI) health(rw http.ResponseWriter) {
 	a.mu.Lock()
-	counts := map[string]int{"completed": 0, "failed": 0, "inProgress": 0, "inQueue": 0, "retried": 0}
-	running := 0
+	var h localHealth
 	for _, lj := range a.jobs {
 		switch lj.status {
 		case "COMPLETED":
-			counts["completed"]++
+			h.Jobs.Completed++
 		case "FAILED":
-			counts["failed"]++
+			h.Jobs.Failed++
 		case "IN_PROGRESS":
-			counts["inProgress"]++
-			running = 1
+			h.Jobs.InProgress++
+			h.Workers.Running = 1
 		case "IN_QUEUE":
-			counts["inQueue"]++
+			h.Jobs.InQueue++
 		}
 	}
-	idle := 0
-	if a.ready && running == 0 {
-		idle = 1
+	if a.ready && h.Workers.Running == 0 {
+		h.Workers.Idle = 1
 	}
 	a.mu.Unlock()
-	writeJSON(rw, http.StatusOK, map[string]any{"jobs": counts, "workers": map[string]int{"idle": idle, "running": running}})
+	writeJSON(rw, http.StatusOK, h)
+}
+
+// localStatus is the answer of /run, /runsync, /status and /cancel: the job's id and status,
+// then its final body's fields (or its latest progress as output).
+type localStatus struct {
+	Error   string `json:"error,omitzero"`
+	ID      string `json:"id"`
+	Output  any    `json:"output,omitzero"`
+	Status  string `json:"status"` // IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED
+	StopPod bool   `json:"stopPod,omitzero"`
+}
+
+// localError is the answer to a request the local API refuses.
+type localError struct {
+	Error string `json:"error"`
+}
+
+// localHealth is the answer of /health: job counts and the worker's state.
+type localHealth struct {
+	Jobs struct {
+		Completed  int `json:"completed"`
+		Failed     int `json:"failed"`
+		InProgress int `json:"inProgress"`
+		InQueue    int `json:"inQueue"`
+		Retried    int `json:"retried"`
+	} `json:"jobs"`
+	Workers struct {
+		Idle    int `json:"idle"`
+		Running int `json:"running"`
+	} `json:"workers"`
 }
 
 func writeJSON(rw http.ResponseWriter, status int, v any) {

@@ -422,44 +422,81 @@ func (w *Worker) finalBody(res Result, herr error) ([]byte, error) {
 	return buildFinalBody(res, herr, w.cfg.Hostname, w.cfg.WorkerID)
 }
 
-func buildFinalBody(res Result, herr error, hostname, workerID string) ([]byte, error) {
-	body := map[string]any{}
+// doneBody is a job-done body: {"output": ...}, {"error": "...", "output"?: ...}, or the
+// SDK's exception body, whose "error" is an exceptionReport as JSON text; stopPod asks for
+// the worker's replacement. Fields are in the order the bodies have always had.
+type doneBody struct {
+	Error   string `json:"error,omitzero"`
+	Output  any    `json:"output,omitzero"`
+	StopPod bool   `json:"stopPod,omitzero"`
+}
+
+// exceptionReport is what the SDK posts for an uncaught exception (here: an error returned
+// by the handler, or a panic), as the JSON text of the body's "error".
+type exceptionReport struct {
+	ErrorMessage   string `json:"error_message"`
+	ErrorTraceback string `json:"error_traceback"`
+	ErrorType      string `json:"error_type"`
+	Hostname       string `json:"hostname"`
+	RunpodVersion  string `json:"runpod_version"`
+	WorkerID       string `json:"worker_id"`
+}
+
+// progressBody is a progress post.
+type progressBody struct {
+	Output any    `json:"output"`
+	Status string `json:"status"` // IN_PROGRESS
+}
+
+// makeDoneBody is the job-done body of a handler's result, or of its error.
+func makeDoneBody(res Result, herr error, hostname, workerID string) (doneBody, error) {
+	var body doneBody
 	switch {
 	case herr != nil:
-		exc := map[string]any{
-			"error_type":      fmt.Sprintf("%T", herr),
-			"error_message":   herr.Error(),
-			"error_traceback": "",
-			"hostname":        hostname,
-			"worker_id":       workerID,
-			"runpod_version":  SDKVersion,
+		exc := exceptionReport{
+			ErrorType:     fmt.Sprintf("%T", herr),
+			ErrorMessage:  herr.Error(),
+			Hostname:      hostname,
+			WorkerID:      workerID,
+			RunpodVersion: SDKVersion,
 		}
 		var pe *panicError
 		if errors.As(herr, &pe) {
-			exc["error_type"] = "panic"
-			exc["error_traceback"] = pe.stack
+			exc.ErrorType = "panic"
+			exc.ErrorTraceback = pe.stack
 		}
 		text, err := marshalBody(exc)
 		if err != nil {
-			return nil, err
+			return body, err
 		}
-		body["error"] = string(text)
+		body.Error = string(text)
 	case res.Error != "":
-		body["error"] = res.Error
+		body.Error = res.Error
 		if !emptyJSON(res.Output) {
-			body["output"] = res.Output
+			body.Output = res.Output
 		}
 	default:
-		if res.Output == nil {
-			body["output"] = map[string]any{}
-		} else {
-			body["output"] = res.Output
+		body.Output = res.Output
+		if body.Output == nil {
+			body.Output = struct{}{}
 		}
 	}
-	if res.StopPod {
-		body["stopPod"] = true
+	body.StopPod = res.StopPod
+	return body, nil
+}
+
+func buildFinalBody(res Result, herr error, hostname, workerID string) ([]byte, error) {
+	body, err := makeDoneBody(res, herr, hostname, workerID)
+	if err != nil {
+		return nil, err
 	}
 	return marshalBody(body)
+}
+
+// EncodeResult returns the job-done body the worker posts for res, e.g. for a handler that
+// compares its size with the platform's limit on results.
+func EncodeResult(res Result) ([]byte, error) {
+	return buildFinalBody(res, nil, "", "")
 }
 
 // emptyJSON reports whether v encodes as null, {} or [].
@@ -692,7 +729,7 @@ func (p *progressPoster) loop(ctx context.Context) {
 		if !has {
 			continue
 		}
-		body, err := marshalBody(map[string]any{"status": "IN_PROGRESS", "output": v})
+		body, err := marshalBody(progressBody{Status: "IN_PROGRESS", Output: v})
 		if err != nil {
 			p.log.Warn("progress not encodable", "err", err)
 			continue

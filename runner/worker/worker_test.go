@@ -1,31 +1,30 @@
-package worker
+package worker_test
 
 import (
 	"bytes"
-	"compress/gzip"
-	"compress/zlib"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/runpod-comfy/runpod-comfy/runner/worker"
+	"github.com/runpod-comfy/runpod-comfy/runner/worker/queuetest"
 )
 
 // funcHandler is a Handler made of functions: the protocol tests drive the loop with it; the
-// ComfyUI handler is tested against the stand-in in comfy_test.go.
+// ComfyUI handler is tested against the stand-in in runner/comfyjob.
 type funcHandler struct {
 	ready  func(ctx context.Context) error
-	handle func(ctx context.Context, job *Job, progress ProgressFunc) (Result, error)
+	handle func(ctx context.Context, job *worker.Job, progress worker.ProgressFunc) (worker.Result, error)
 }
 
 func (f funcHandler) Ready(ctx context.Context) error {
@@ -35,146 +34,18 @@ func (f funcHandler) Ready(ctx context.Context) error {
 	return f.ready(ctx)
 }
 
-func (f funcHandler) Handle(ctx context.Context, job *Job, progress ProgressFunc) (Result, error) {
+func (f funcHandler) Handle(ctx context.Context, job *worker.Job, progress worker.ProgressFunc) (worker.Result, error) {
 	return f.handle(ctx, job, progress)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
-// startWorker runs a worker on q with h until the test ends; it returns the cancel func and a
-// wait func returning Run's error.
-func startWorker(t *testing.T, q *fakeQueue, cfg Config, h Handler) (context.CancelFunc, func() error) {
-	t.Helper()
-	cfg.Logger = testLogger(t)
-	w, err := New(cfg, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = w.Run(ctx)
-	}()
-	wait := func() error {
-		select {
-		case <-done:
-			return runErr
-		case <-time.After(20 * time.Second):
-			return errors.New("worker did not stop")
-		}
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := wait(); err != nil {
-			t.Error(err)
-		}
-	})
-	return cancel, wait
-}
-
-func decodeBody(t *testing.T, r recorded) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("body %q: %v", r.Body, err)
-	}
-	return m
-}
-
-func jobIDOf(r recorded) string {
-	return r.Path[strings.LastIndexByte(r.Path, '/')+1:]
-}
-
-func TestTemplates(t *testing.T) {
-	if got := expandTemplate("https://x/v2/e/job-done/$RUNPOD_POD_ID/$ID?gpu=A", "w1", "j1"); got != "https://x/v2/e/job-done/w1/j1?gpu=A" {
-		t.Errorf("done: %s", got)
-	}
-	if got := expandTemplate("https://x/v2/e/job-take/$RUNPOD_POD_ID", "w1", "w1"); got != "https://x/v2/e/job-take/w1" {
-		t.Errorf("old take template: %s", got)
-	}
-	for _, c := range []struct{ in, q, want string }{
-		{"http://a/b?gpu=X", "k=1", "http://a/b?gpu=X&k=1"},
-		{"http://a/b", "k=1", "http://a/b?k=1"},
-		{"http://a/b?", "k=1", "http://a/b?k=1"},
-		{"http://a/b?x=1&", "k=1", "http://a/b?x=1&k=1"},
-		{"http://a/b?x=1", "", "http://a/b?x=1"},
-	} {
-		if got := appendQuery(c.in, c.q); got != c.want {
-			t.Errorf("appendQuery(%q, %q) = %q, want %q", c.in, c.q, got, c.want)
-		}
-	}
-	if got := stopTemplate("http://a/v2/e/job-take/$ID?gpu=X"); got != "http://a/v2/e/job-stop/$ID?gpu=X" {
-		t.Errorf("stop: %s", got)
-	}
-	if got := stopTemplate("http://a/v2/e/take/$ID"); got != "" {
-		t.Errorf("stop without /job-take/: %q", got)
-	}
-	if got := pingQuery([]string{"a", "b c"}); got != "job_id=a%2Cb+c&runpod_version="+SDKVersion {
-		t.Errorf("pingQuery: %s", got)
-	}
-	if got := pingQuery(nil); got != "runpod_version="+SDKVersion {
-		t.Errorf("pingQuery idle: %s", got)
-	}
-}
-
-func TestFinalBody(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		res  Result
-		want string
-	}{
-		{"object", Result{Output: map[string]any{"a": 1, "t": "é<>"}}, `{"output":{"a":1,"t":"é<>"}}`},
-		{"nil", Result{}, `{"output":{}}`},
-		{"scalar", Result{Output: "x"}, `{"output":"x"}`},
-		{"error", Result{Error: "boom", Output: map[string]any{"details": []string{"d"}}}, `{"error":"boom","output":{"details":["d"]}}`},
-		{"error without details", Result{Error: "boom", Output: map[string]any{}}, `{"error":"boom"}`},
-		{"stop pod", Result{Output: 1, StopPod: true}, `{"output":1,"stopPod":true}`},
-	} {
-		got, err := buildFinalBody(c.res, nil, "h", "w")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != c.want {
-			t.Errorf("%s: %s, want %s", c.name, got, c.want)
-		}
-	}
-	got, _ := buildFinalBody(Result{}, errors.New("bad thing"), "host-1", "pod-7")
-	var outer map[string]string
-	if err := json.Unmarshal(got, &outer); err != nil {
-		t.Fatal(err)
-	}
-	var exc map[string]string
-	if err := json.Unmarshal([]byte(outer["error"]), &exc); err != nil {
-		t.Fatalf("exception error is not a JSON text: %v", err)
-	}
-	want := map[string]string{"error_type": "*errors.errorString", "error_message": "bad thing", "error_traceback": "", "hostname": "host-1", "worker_id": "pod-7", "runpod_version": SDKVersion}
-	if d := cmp.Diff(want, exc); d != "" {
-		t.Errorf("exception (-want +got):\n%s", d)
-	}
-}
-
-// TestWorkerQueue drives the loop through the take answers of reference section 5, progress,
-// handler failures, a retried post and a batch, then checks every request.
 func TestWorkerQueue(t *testing.T) {
-	q := newFakeQueue(t)
+	q := queuetest.New(t)
 	var handled []string
 	release := make(chan struct{})
-	h := funcHandler{handle: func(ctx context.Context, job *Job, progress ProgressFunc) (Result, error) {
+	h := funcHandler{handle: func(ctx context.Context, job *worker.Job, progress worker.ProgressFunc) (worker.Result, error) {
 		var in map[string]any
 		if err := json.Unmarshal(job.Input, &in); err != nil {
-			return Result{}, err
+			return worker.Result{}, err
 		}
 		handled = append(handled, job.ID)
 		switch in["do"] {
@@ -184,74 +55,72 @@ func TestWorkerQueue(t *testing.T) {
 				time.Sleep(30 * time.Millisecond)
 			}
 			<-release
-			return Result{Output: map[string]any{"text": "naïve ✓", "n": in["n"]}}, nil
+			return worker.Result{Output: map[string]any{"text": "naïve ✓", "n": in["n"]}}, nil
 		case "fail":
-			return Result{Error: "workflow failed", Output: map[string]any{"details": []any{"node 3: bad"}}}, nil
+			return worker.Result{Error: "workflow failed", Output: map[string]any{"details": []any{"node 3: bad"}}}, nil
 		case "error":
-			return Result{}, fmt.Errorf("opening thing: %w", io.ErrUnexpectedEOF)
+			return worker.Result{}, fmt.Errorf("opening thing: %w", io.ErrUnexpectedEOF)
 		case "panic":
 			panic("kaboom")
 		}
-		return Result{Output: in}, nil
+		return worker.Result{Output: in}, nil
 	}}
 	// Answers that are no job, then real jobs.
-	q.takes <- takeAnswer{status: 204}
-	q.takes <- takeAnswer{status: 400, body: "flashboot"}
-	q.takes <- takeAnswer{status: 429}
-	q.takes <- takeAnswer{status: 503, body: "busy"}
-	q.takes <- takeAnswer{status: 200, contentType: "application/json", body: ""}
-	q.takes <- takeAnswer{status: 200, contentType: "text/plain", body: `{"id":"x","input":{}}`}
-	q.takes <- takeAnswer{status: 200, contentType: "application/json", body: `{"id":"no-input"}`}
-	q.takes <- takeAnswer{status: 200, contentType: "application/json; charset=utf-8", body: `{"id":"j1","input":{"do":"progress","n":1},"webhook":"https://hook","batchId":"b1","extra":true}`}
-	cancel, wait := startWorker(t, q, q.config(), h)
+	q.Answer(queuetest.Take{Status: 204})
+	q.Answer(queuetest.Take{Status: 400, Body: "flashboot"})
+	q.Answer(queuetest.Take{Status: 429})
+	q.Answer(queuetest.Take{Status: 503, Body: "busy"})
+	q.Answer(queuetest.Take{Status: 200, ContentType: "application/json", Body: ""})
+	q.Answer(queuetest.Take{Status: 200, ContentType: "text/plain", Body: `{"id":"x","input":{}}`})
+	q.Answer(queuetest.Take{Status: 200, ContentType: "application/json", Body: `{"id":"no-input"}`})
+	q.Answer(queuetest.Take{Status: 200, ContentType: "application/json; charset=utf-8", Body: `{"id":"j1","input":{"do":"progress","n":1},"webhook":"https://hook","batchId":"b1","extra":true}`})
+	cancel, wait := queuetest.StartWorker(t, q.Config(), h)
 
 	// Progress while j1 runs; the heartbeat lists j1.
-	p := <-q.progress
-	if got := decodeBody(t, p); got["status"] != "IN_PROGRESS" || got["output"].(map[string]any)["step"] == nil {
+	p := <-q.Progress
+	if got := p.Decode(t); got["status"] != "IN_PROGRESS" || got["output"].(map[string]any)["step"] == nil {
 		t.Errorf("progress body %s", p.Body)
 	}
 	waitPing(t, q, "job_id=j1&")
 	close(release)
-	f := q.final(t, 10*time.Second)
-	if jobIDOf(f) != "j1" || string(f.Body) != `{"output":{"n":1,"text":"naïve ✓"}}` {
+	f := q.Final(t, 10*time.Second)
+	if f.JobID() != "j1" || string(f.Body) != `{"output":{"n":1,"text":"naïve ✓"}}` {
 		t.Errorf("j1 final %s %s", f.Path, f.Body)
 	}
 
 	// A failure with details, an error, a panic, and a 502 that is retried.
-	q.mu.Lock()
-	q.doneStatus = []int{502}
-	q.mu.Unlock()
-	q.job("j2", map[string]any{"do": "fail"})
-	f = q.final(t, 10*time.Second)
-	if jobIDOf(f) != "j2" || string(f.Body) != `{"error":"workflow failed","output":{"details":["node 3: bad"]}}` {
+	q.FailDone(502)
+	q.Job("j2", map[string]any{"do": "fail"})
+	f = q.Final(t, 10*time.Second)
+	if f.JobID() != "j2" || string(f.Body) != `{"error":"workflow failed","output":{"details":["node 3: bad"]}}` {
 		t.Errorf("j2 final %s", f.Body)
 	}
-	q.job("j3", map[string]any{"do": "error"})
-	f = q.final(t, 10*time.Second)
+	q.Job("j3", map[string]any{"do": "error"})
+	f = q.Final(t, 10*time.Second)
 	var exc map[string]string
-	if err := json.Unmarshal([]byte(decodeBody(t, f)["error"].(string)), &exc); err != nil || exc["error_message"] != "opening thing: unexpected EOF" || exc["worker_id"] != fakeWorkerID || exc["hostname"] != "host-1" {
+	if err := json.Unmarshal([]byte(f.Decode(t)["error"].(string)), &exc); err != nil || exc["error_message"] != "opening thing: unexpected EOF" || exc["worker_id"] != queuetest.WorkerID || exc["hostname"] != "host-1" {
 		t.Errorf("j3 final %s (%v)", f.Body, err)
 	}
-	q.takes <- takeAnswer{status: 200, contentType: "application/json", body: `not json`}
-	q.job("j4", `{"do":"panic"}`) // input as a JSON string: this handler does not unwrap it
-	f = q.final(t, 10*time.Second)
+	q.Answer(queuetest.Take{Status: 200, ContentType: "application/json", Body: `not json`})
+	q.Job("j4", `{"do":"panic"}`) // input as a JSON string: this handler does not unwrap it
+	f = q.Final(t, 10*time.Second)
 	exc = nil
-	json.Unmarshal([]byte(decodeBody(t, f)["error"].(string)), &exc)
-	if jobIDOf(f) != "j4" || !strings.Contains(exc["error_message"], "cannot unmarshal string") {
+	json.Unmarshal([]byte(f.Decode(t)["error"].(string)), &exc)
+	if f.JobID() != "j4" || !strings.Contains(exc["error_message"], "cannot unmarshal string") {
 		t.Errorf("j4 final %s", f.Body)
 	}
-	q.job("j5", map[string]any{"do": "panic"})
-	f = q.final(t, 10*time.Second)
+	q.Job("j5", map[string]any{"do": "panic"})
+	f = q.Final(t, 10*time.Second)
 	exc = nil
-	json.Unmarshal([]byte(decodeBody(t, f)["error"].(string)), &exc)
-	if jobIDOf(f) != "j5" || exc["error_type"] != "panic" || exc["error_message"] != "panic: kaboom" || !strings.Contains(exc["error_traceback"], "goroutine") {
+	json.Unmarshal([]byte(f.Decode(t)["error"].(string)), &exc)
+	if f.JobID() != "j5" || exc["error_type"] != "panic" || exc["error_message"] != "panic: kaboom" || !strings.Contains(exc["error_traceback"], "goroutine") {
 		t.Errorf("j5 final %s", f.Body)
 	}
 
 	// A batch (array) of two jobs runs in order.
-	q.takes <- takeAnswer{status: 200, contentType: "application/json", body: `[{"id":"b1","input":{"k":"v"}},{"id":"b2","input":[1,2]}]`}
-	f1, f2 := q.final(t, 10*time.Second), q.final(t, 10*time.Second)
-	if jobIDOf(f1) != "b1" || string(f1.Body) != `{"output":{"k":"v"}}` || jobIDOf(f2) != "b2" || !strings.Contains(string(f2.Body), "cannot unmarshal array") {
+	q.Answer(queuetest.Take{Status: 200, ContentType: "application/json", Body: `[{"id":"b1","input":{"k":"v"}},{"id":"b2","input":[1,2]}]`})
+	f1, f2 := q.Final(t, 10*time.Second), q.Final(t, 10*time.Second)
+	if f1.JobID() != "b1" || string(f1.Body) != `{"output":{"k":"v"}}` || f2.JobID() != "b2" || !strings.Contains(string(f2.Body), "cannot unmarshal array") {
 		t.Errorf("batch finals %s %s / %s %s", f1.Path, f1.Body, f2.Path, f2.Body)
 	}
 
@@ -262,15 +131,15 @@ func TestWorkerQueue(t *testing.T) {
 	if d := cmp.Diff([]string{"j1", "j2", "j3", "j5", "b1"}, handled); d != "" {
 		t.Errorf("handled jobs (-want +got):\n%s", d)
 	}
-	q.checkRequests(t)
+	q.CheckRequests(t)
 
 	// The 502 was retried once; no job id other than these was posted; pings came while idle too.
 	var doneFor = map[string]int{}
 	var idlePing, takeAfter429 bool
-	reqs := q.requests()
+	reqs := q.Requests()
 	for i, r := range reqs {
 		if strings.Contains(r.Path, "/job-done/") && !bytes.Contains(r.Body, []byte("IN_PROGRESS")) {
-			doneFor[jobIDOf(r)]++
+			doneFor[r.JobID()]++
 		}
 		if strings.Contains(r.Path, "/ping/") && !strings.Contains(r.RawQuery, "job_id=") {
 			idlePing = true
@@ -287,17 +156,17 @@ func TestWorkerQueue(t *testing.T) {
 	}
 }
 
-func waitPing(t *testing.T, q *fakeQueue, substr string) recorded {
+func waitPing(t *testing.T, q *queuetest.Queue, substr string) queuetest.Request {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
-		case p := <-q.pings:
+		case p := <-q.Pings:
 			if strings.Contains(p.RawQuery, substr) {
 				return p
 			}
 		case <-deadline:
-			t.Fatalf("no ping with %q; requests: %s", substr, q.summary())
+			t.Fatalf("no ping with %q; requests: %s", substr, q.Summary())
 		}
 	}
 }
@@ -305,36 +174,36 @@ func waitPing(t *testing.T, q *fakeQueue, substr string) recorded {
 // TestWorkerStop checks that a job listed by job-stop is cancelled with ErrJobStopped, that
 // nothing is posted for it and that the next job runs.
 func TestWorkerStop(t *testing.T) {
-	q := newFakeQueue(t)
+	q := queuetest.New(t)
 	started := make(chan struct{}, 1)
 	var cause atomic.Value
-	h := funcHandler{handle: func(ctx context.Context, job *Job, progress ProgressFunc) (Result, error) {
+	h := funcHandler{handle: func(ctx context.Context, job *worker.Job, progress worker.ProgressFunc) (worker.Result, error) {
 		if job.ID == "long" {
 			started <- struct{}{}
 			<-ctx.Done()
 			cause.Store(context.Cause(ctx))
-			return Result{Error: "interrupted"}, nil
+			return worker.Result{Error: "interrupted"}, nil
 		}
-		return Result{Output: "ok"}, nil
+		return worker.Result{Output: "ok"}, nil
 	}}
-	q.job("long", map[string]any{})
-	startWorker(t, q, q.config(), h)
+	q.Job("long", map[string]any{})
+	queuetest.StartWorker(t, q.Config(), h)
 	<-started
-	q.stops <- []string{"someone-else", "long"}
-	q.job("next", map[string]any{})
-	f := q.final(t, 10*time.Second)
-	if jobIDOf(f) != "next" {
-		t.Errorf("first final is for %s: %s", jobIDOf(f), f.Body)
+	q.Stop("someone-else", "long")
+	q.Job("next", map[string]any{})
+	f := q.Final(t, 10*time.Second)
+	if f.JobID() != "next" {
+		t.Errorf("first final is for %s: %s", f.JobID(), f.Body)
 	}
-	if c, _ := cause.Load().(error); !errors.Is(c, ErrJobStopped) {
+	if c, _ := cause.Load().(error); !errors.Is(c, worker.ErrJobStopped) {
 		t.Errorf("cause %v", c)
 	}
-	for _, r := range q.requests() {
+	for _, r := range q.Requests() {
 		if strings.HasSuffix(r.Path, "/long") {
 			t.Errorf("posted for the stopped job: %s %s", r.Path, r.Body)
 		}
 	}
-	q.checkRequests(t)
+	q.CheckRequests(t)
 }
 
 // TestWorkerShutdown checks that SIGTERM (ctx cancel) lets the job in hand finish and post,
@@ -349,32 +218,32 @@ func TestWorkerShutdown(t *testing.T) {
 		{"grace exceeded", 50 * time.Millisecond, `{"error":"interrupted: worker shutting down"}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			q := newFakeQueue(t)
+			q := queuetest.New(t)
 			started := make(chan struct{})
-			h := funcHandler{handle: func(ctx context.Context, job *Job, progress ProgressFunc) (Result, error) {
+			h := funcHandler{handle: func(ctx context.Context, job *worker.Job, progress worker.ProgressFunc) (worker.Result, error) {
 				close(started)
 				select {
 				case <-ctx.Done():
-					return Result{Error: "interrupted: " + context.Cause(ctx).Error()}, nil
+					return worker.Result{Error: "interrupted: " + context.Cause(ctx).Error()}, nil
 				case <-time.After(300 * time.Millisecond):
-					return Result{Output: "finished"}, nil
+					return worker.Result{Output: "finished"}, nil
 				}
 			}}
-			q.job("j", map[string]any{})
-			cfg := q.config()
+			q.Job("j", map[string]any{})
+			cfg := q.Config()
 			cfg.ShutdownGrace = c.grace
-			cancel, wait := startWorker(t, q, cfg, h)
+			cancel, wait := queuetest.StartWorker(t, cfg, h)
 			<-started
 			cancel()
 			if err := wait(); err != nil {
 				t.Fatal(err)
 			}
-			f := q.final(t, time.Second)
+			f := q.Final(t, time.Second)
 			if string(f.Body) != c.want {
 				t.Errorf("final %s, want %s", f.Body, c.want)
 			}
 			takes := 0
-			for _, r := range q.requests() {
+			for _, r := range q.Requests() {
 				if strings.Contains(r.Path, "/job-take/") {
 					takes++
 				}
@@ -389,11 +258,11 @@ func TestWorkerShutdown(t *testing.T) {
 // TestWorkerUnhealthy checks that a handler that cannot get ready is reported once as
 // unhealthy and that Run fails.
 func TestWorkerUnhealthy(t *testing.T) {
-	q := newFakeQueue(t)
+	q := queuetest.New(t)
 	h := funcHandler{ready: func(ctx context.Context) error { return errors.New("version v9 is not built") }}
-	cfg := q.config()
-	cfg.Logger = testLogger(t)
-	w, err := New(cfg, h)
+	cfg := q.Config()
+	cfg.Logger = queuetest.Logger(t)
+	w, err := worker.New(cfg, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,63 +271,63 @@ func TestWorkerUnhealthy(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	found := false
-	for _, r := range q.requests() {
+	for _, r := range q.Requests() {
 		if strings.Contains(r.Path, "/job-take/") {
 			t.Errorf("took a job while not ready")
 		}
 		if strings.Contains(r.RawQuery, "status=unhealthy") {
-			found = r.RawQuery == "gpu=NVIDIA+H200&status=unhealthy&check=handler_ready&reason=version+v9+is+not+built&runpod_version="+SDKVersion
+			found = r.RawQuery == "gpu=NVIDIA+H200&status=unhealthy&check=handler_ready&reason=version+v9+is+not+built&runpod_version="+worker.SDKVersion
 		}
 	}
 	if !found {
-		t.Errorf("no unhealthy report: %s", q.summary())
+		t.Errorf("no unhealthy report: %s", q.Summary())
 	}
 }
 
 func TestNewRequiresSettings(t *testing.T) {
 	h := funcHandler{}
 	for _, c := range []struct {
-		cfg  Config
+		cfg  worker.Config
 		want string
 	}{
-		{Config{PostOutputURL: "x", WorkerID: "w"}, "RUNPOD_WEBHOOK_GET_JOB"},
-		{Config{GetJobURL: "x", WorkerID: "w"}, "RUNPOD_WEBHOOK_POST_OUTPUT"},
-		{Config{GetJobURL: "x", PostOutputURL: "x"}, "RUNPOD_POD_ID"},
+		{worker.Config{PostOutputURL: "x", WorkerID: "w"}, "RUNPOD_WEBHOOK_GET_JOB"},
+		{worker.Config{GetJobURL: "x", WorkerID: "w"}, "RUNPOD_WEBHOOK_POST_OUTPUT"},
+		{worker.Config{GetJobURL: "x", PostOutputURL: "x"}, "RUNPOD_POD_ID"},
 	} {
-		if _, err := New(c.cfg, h); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := worker.New(c.cfg, h); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("New(%+v) = %v, want an error naming %s", c.cfg, err, c.want)
 		}
 	}
 }
 
 func TestRunTestInput(t *testing.T) {
-	h := funcHandler{handle: func(ctx context.Context, job *Job, progress ProgressFunc) (Result, error) {
-		if job.ID != LocalJobID && job.ID != "given" {
-			return Result{Error: "bad id " + job.ID}, nil
+	h := funcHandler{handle: func(ctx context.Context, job *worker.Job, progress worker.ProgressFunc) (worker.Result, error) {
+		if job.ID != worker.LocalJobID && job.ID != "given" {
+			return worker.Result{Error: "bad id " + job.ID}, nil
 		}
 		var in map[string]any
 		json.Unmarshal(job.Input, &in)
 		if in["fail"] == true {
-			return Result{Error: "failed as asked"}, nil
+			return worker.Result{Error: "failed as asked"}, nil
 		}
-		return Result{Output: in}, nil
+		return worker.Result{Output: in}, nil
 	}}
-	body, failed, err := RunTestInput(context.Background(), h, []byte(`{"input":{"a":1}}`), testLogger(t))
+	body, failed, err := worker.RunTestInput(context.Background(), h, []byte(`{"input":{"a":1}}`), queuetest.Logger(t))
 	if err != nil || failed || string(body) != `{"output":{"a":1}}` {
 		t.Errorf("ok: %s %v %v", body, failed, err)
 	}
-	body, failed, err = RunTestInput(context.Background(), h, []byte(`{"id":"given","input":{"fail":true}}`), testLogger(t))
+	body, failed, err = worker.RunTestInput(context.Background(), h, []byte(`{"id":"given","input":{"fail":true}}`), queuetest.Logger(t))
 	if err != nil || !failed || string(body) != `{"error":"failed as asked"}` {
 		t.Errorf("fail: %s %v %v", body, failed, err)
 	}
-	if _, _, err := RunTestInput(context.Background(), h, []byte(`{"inptu":{}}`), nil); err == nil || !strings.Contains(err.Error(), `no "input"`) {
+	if _, _, err := worker.RunTestInput(context.Background(), h, []byte(`{"inptu":{}}`), nil); err == nil || !strings.Contains(err.Error(), `no "input"`) {
 		t.Errorf("missing input: %v", err)
 	}
 }
 
 func TestLocalAPI(t *testing.T) {
 	gate := make(chan struct{})
-	h := funcHandler{handle: func(ctx context.Context, job *Job, progress ProgressFunc) (Result, error) {
+	h := funcHandler{handle: func(ctx context.Context, job *worker.Job, progress worker.ProgressFunc) (worker.Result, error) {
 		var in map[string]any
 		json.Unmarshal(job.Input, &in)
 		if in["wait"] == true {
@@ -466,20 +335,20 @@ func TestLocalAPI(t *testing.T) {
 			select {
 			case <-gate:
 			case <-ctx.Done():
-				return Result{Error: "interrupted"}, nil
+				return worker.Result{Error: "interrupted"}, nil
 			}
 		}
 		if in["fail"] == true {
-			return Result{Error: "failed", Output: map[string]any{"details": "d"}}, nil
+			return worker.Result{Error: "failed", Output: map[string]any{"details": "d"}}, nil
 		}
-		return Result{Output: in}, nil
+		return worker.Result{Output: in}, nil
 	}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	api := NewLocalAPI(h, testLogger(t))
+	api := worker.NewLocalAPI(h, queuetest.Logger(t))
 	errc := make(chan error, 1)
 	go func() { errc <- api.Serve(ctx, ln) }()
 	defer func() {
@@ -547,34 +416,4 @@ func TestLocalAPI(t *testing.T) {
 		t.Errorf("no input: %d", code)
 	}
 	close(gate)
-}
-
-// TestTakeGzip checks that a job-take answer compressed as Accept-Encoding allows is decoded
-// (Go decodes only what it asked for itself).
-func TestTakeGzip(t *testing.T) {
-	for _, enc := range []string{"gzip", "deflate"} {
-		var buf bytes.Buffer
-		var zw io.WriteCloser
-		if enc == "gzip" {
-			zw = gzip.NewWriter(&buf)
-		} else {
-			zw = zlib.NewWriter(&buf)
-		}
-		io.WriteString(zw, `{"id":"z1","input":{"a":"é"}}`)
-		zw.Close()
-		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			rw.Header().Set("Content-Type", "application/json")
-			rw.Header().Set("Content-Encoding", enc)
-			rw.Write(buf.Bytes())
-		}))
-		w, err := New(Config{GetJobURL: srv.URL + "/job-take/$ID", PostOutputURL: srv.URL + "/done/$ID", WorkerID: "w", Logger: testLogger(t)}, funcHandler{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jobs := w.take(context.Background())
-		srv.Close()
-		if len(jobs) != 1 || jobs[0].ID != "z1" || string(jobs[0].Input) != `{"a":"é"}` {
-			t.Errorf("%s: jobs %+v", enc, jobs)
-		}
-	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/internal/inputfile"
 	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/runner"
+	"github.com/runpod-comfy/runpod-comfy/runner/comfyjob"
 	"github.com/runpod-comfy/runpod-comfy/runner/worker"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -103,14 +104,14 @@ func newServeCmd(g *Globals) *cobra.Command {
 	f.StringVar(&o.TestInput, "test-input", "", "run the one job in FILE ({\"input\": ...}), print the result and exit (1 if it failed)")
 	f.IntVar(&o.APIPort, "api-port", 0, "serve a local test API on this port instead of the RunPod queue")
 	f.StringVar(&o.APIHost, "api-host", "127.0.0.1", "address of the local test API")
-	defMode := worker.OutputBase64
+	defMode := runner.SinkBase64
 	if os.Getenv("BUCKET_ENDPOINT_URL") != "" {
-		defMode = worker.OutputS3 // as worker-comfyui: S3 configured means every output goes there
+		defMode = runner.SinkS3 // as worker-comfyui: S3 configured means every output goes there
 	}
-	f.StringVar(&o.OutputMode, "output-mode", serveEnv("OUTPUT_MODE", defMode), "default output mode: base64, gcs or s3 (default $OUTPUT_MODE, else s3 with $BUCKET_ENDPOINT_URL, else base64)")
+	f.StringVar(&o.OutputMode, "output-mode", serveEnv("OUTPUT_MODE", defMode), "default output mode: "+comfyjob.OutputModes()+" (default $OUTPUT_MODE, else s3 with $BUCKET_ENDPOINT_URL, else base64)")
 	f.StringVar(&o.GCSBucket, "gcs-bucket", os.Getenv("GCS_BUCKET"), "default GCS bucket for gcs output and oversized results (default $GCS_BUCKET)")
 	f.StringVar(&o.GCSPrefix, "gcs-prefix", os.Getenv("GCS_PREFIX"), "object name prefix in the bucket; the job id is appended (default $GCS_PREFIX)")
-	f.IntVar(&o.ResponseLimit, "response-limit", worker.DefaultResponseLimit, "largest result body in bytes; larger base64 results go to GCS or fail")
+	f.IntVar(&o.ResponseLimit, "response-limit", comfyjob.DefaultResponseLimit, "largest result body in bytes; larger base64 results go to GCS or fail")
 	f.DurationVar(&o.JobTimeout, "job-timeout", 30*time.Minute, "deadline of a job without timeout_s; ComfyUI is interrupted after it (0: none)")
 	f.StringVar(&o.StateDir, "state-dir", filepath.Join(os.TempDir(), "runpod-comfy-worker", "state"), "parent of ComfyUI's per-version state dirs; private to this worker (cleared after each job)")
 	f.StringVar(&o.ModelsDir, "models-dir", os.Getenv("RUNPOD_COMFY_MODELS_DIR"), "extra models directory whose folders (checkpoints, loras, ...) ComfyUI also searches, e.g. worker-comfyui's /runpod-volume/models (default $RUNPOD_COMFY_MODELS_DIR)")
@@ -187,9 +188,9 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	}
 	resultFormat := os.Getenv("RUNPOD_COMFY_RESULT_FORMAT")
 	switch resultFormat {
-	case "", worker.ResultDefault, worker.ResultSeed:
+	case "", comfyjob.ResultDefault, comfyjob.ResultSeed:
 	default:
-		return usageError(fmt.Errorf("RUNPOD_COMFY_RESULT_FORMAT=%q: want %q (the seed tool's output fields beside ours) or %q", resultFormat, worker.ResultSeed, worker.ResultDefault))
+		return usageError(fmt.Errorf("RUNPOD_COMFY_RESULT_FORMAT=%q: want %q (the seed tool's output fields beside ours) or %q", resultFormat, comfyjob.ResultSeed, comfyjob.ResultDefault))
 	}
 	wc, err := readWorkerComfyUISettings(o.APIPort != 0)
 	if err != nil {
@@ -199,7 +200,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	if err != nil {
 		return usageError(err)
 	}
-	if o.OutputMode == worker.OutputS3 && s3.Endpoint == "" {
+	if o.OutputMode == runner.SinkS3 && s3.Endpoint == "" {
 		return usageError(errors.New("output mode s3 needs BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY"))
 	}
 	level := slog.LevelInfo
@@ -262,7 +263,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	if err != nil {
 		return usageError(err)
 	}
-	copts := worker.ComfyOptions{
+	copts := comfyjob.Options{
 		Root:           g.Root,
 		Store:          st,
 		DefaultVersion: o.VersionID,
@@ -305,7 +306,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 			return err
 		}
 	}
-	h, err := worker.NewComfyHandler(copts)
+	h, err := comfyjob.New(copts)
 	if err != nil {
 		return usageError(err)
 	}

@@ -1,4 +1,4 @@
-package worker
+package comfyjob
 
 import (
 	"bytes"
@@ -13,13 +13,6 @@ import (
 	"strings"
 
 	"github.com/runpod-comfy/runpod-comfy/runner"
-)
-
-// Output modes of a job: the worker's names for runner's sinks.
-const (
-	OutputBase64 = runner.SinkBase64
-	OutputGCS    = runner.SinkGCS
-	OutputS3     = runner.SinkS3
 )
 
 // Input is a job's input for the ComfyUI handler: runpod-comfy's own fields and
@@ -253,17 +246,17 @@ func fetchWorkflow(ctx context.Context, hc *http.Client, u string) (json.RawMess
 	resp, err := hc.Do(req)
 	if err != nil {
 		// The *url.Error carries the whole URL, whose query may be a pre-signed URL's
-		// signature: keep only what redactURL keeps, as for a bad status below.
+		// signature: keep only what runner.RedactURL keeps, as for a bad status below.
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			err = &url.Error{Op: ue.Op, URL: redactURL(ue.URL), Err: ue.Err}
+			err = &url.Error{Op: ue.Op, URL: runner.RedactURL(ue.URL), Err: ue.Err}
 		}
 		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching: %w", err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		// The status code only: the reason phrase is the server's text.
-		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching %s: HTTP %d %s", redactURL(u), resp.StatusCode, http.StatusText(resp.StatusCode))}
+		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching %s: HTTP %d %s", runner.RedactURL(u), resp.StatusCode, http.StatusText(resp.StatusCode))}
 	}
 	const limit = 20 << 20
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))

@@ -1,4 +1,4 @@
-package worker
+package comfyjob
 
 import (
 	"bytes"
@@ -24,6 +24,8 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/store"
+
+	"github.com/runpod-comfy/runpod-comfy/runner/worker/queuetest"
 )
 
 // testPNG is a small opaque PNG, as a client would send it.
@@ -55,35 +57,35 @@ type comfyEnv struct {
 	t     *testing.T
 	root  string
 	st    *store.Store
-	q     *fakeQueue
-	h     *ComfyHandler
+	q     *queuetest.Queue
+	h     *Handler
 	state string
 	gcs   *fakestorage.Server
 }
 
-func newComfyEnv(t *testing.T, limit int, edit ...func(*ComfyOptions)) *comfyEnv {
+func newComfyEnv(t *testing.T, limit int, edit ...func(*Options)) *comfyEnv {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
 	st, err := store.Open(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &comfyEnv{t: t, root: root, st: st, q: newFakeQueue(t), state: t.TempDir()}
+	e := &comfyEnv{t: t, root: root, st: st, q: queuetest.New(t), state: t.TempDir()}
 	e.gcs, err = fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.gcs.Stop)
 	e.gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "outs"})
-	o := ComfyOptions{
+	o := Options{
 		Root:           root,
 		Store:          st,
 		DefaultVersion: "v1",
 		StateBase:      e.state,
 		ResponseLimit:  limit,
 		GCS:            runner.GCSOptions{Endpoint: e.gcs.URL() + "/storage/v1/", Public: true, PublicBaseURL: e.gcs.URL()},
-		ComfyLog:       testWriter{t},
-		Logger:         testLogger(t),
+		ComfyLog:       queuetest.LogWriter(t),
+		Logger:         queuetest.Logger(t),
 		ReadyTimeout:   60 * time.Second,
 		HTTPClient:     netguard.NewClient(true), // the job URLs below are on loopback
 		Build: func(ctx context.Context, id string) error {
@@ -98,7 +100,7 @@ func newComfyEnv(t *testing.T, limit int, edit ...func(*ComfyOptions)) *comfyEnv
 	for _, f := range edit {
 		f(&o)
 	}
-	e.h, err = NewComfyHandler(o)
+	e.h, err = New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,19 +111,19 @@ func newComfyEnv(t *testing.T, limit int, edit ...func(*ComfyOptions)) *comfyEnv
 // run queues one job and returns its final body.
 func (e *comfyEnv) run(id string, input any) map[string]any {
 	e.t.Helper()
-	e.q.job(id, input)
-	f := e.q.final(e.t, 100*time.Second)
-	if jobIDOf(f) != id {
-		e.t.Fatalf("final for %s, want %s: %s", jobIDOf(f), id, f.Body)
+	e.q.Job(id, input)
+	f := e.q.Final(e.t, 100*time.Second)
+	if f.JobID() != id {
+		e.t.Fatalf("final for %s, want %s: %s", f.JobID(), id, f.Body)
 	}
-	return decodeBody(e.t, f)
+	return f.Decode(e.t)
 }
 
 func outputOf(t *testing.T, body map[string]any) map[string]any {
 	t.Helper()
 	out, ok := body["output"].(map[string]any)
 	if !ok || body["error"] != nil {
-		t.Fatalf("job failed or has no output: %v", truncate(mustJSON(body), 2000))
+		t.Fatalf("job failed or has no output: %v", queuetest.Truncate(mustJSON(body), 2000))
 	}
 	return out
 }
@@ -142,17 +144,17 @@ func TestComfyWorker(t *testing.T) {
 	e := newComfyEnv(t, 500_000)
 	v1 := makeVersion(t, e.st, "v1", nil)
 	v2 := makeVersion(t, e.st, "v2", map[string]string{"STANDIN_CRASH_ON": "StandInSaveAudio"})
-	startWorker(t, e.q, e.q.config(), e.h)
+	queuetest.StartWorker(t, e.q.Config(), e.h)
 
 	// 1. A job for the default version: image and text outputs, progress with node and steps.
 	out := outputOf(t, e.run("ok-v1", map[string]any{"workflow": saveWorkflow(0.3, 3)}))
 	if out["version_id"] != "v1" || out["prompt_id"] == "" || out["output_mode"] != "base64" {
-		t.Errorf("ok-v1: %v", truncate(mustJSON(out), 500))
+		t.Errorf("ok-v1: %v", queuetest.Truncate(mustJSON(out), 500))
 	}
 	checkOutputs(t, out, 1)
 	var sawStep bool
-	for len(e.q.progress) > 0 {
-		p := decodeBody(t, <-e.q.progress)["output"].(map[string]any)
+	for len(e.q.Progress) > 0 {
+		p := (<-e.q.Progress).Decode(t)["output"].(map[string]any)
 		if p["node"] == "2" && p["node_type"] == "StandInSleep" && p["max"] == 3.0 && p["version_id"] == "v1" {
 			sawStep = true
 		}
@@ -174,12 +176,12 @@ func TestComfyWorker(t *testing.T) {
 	out = outputOf(t, e.run("wc", wcInput))
 	imgs := out["images"].([]any)
 	if len(imgs) != 1 {
-		t.Fatalf("wc images: %v", truncate(mustJSON(out), 500))
+		t.Fatalf("wc images: %v", queuetest.Truncate(mustJSON(out), 500))
 	}
 	img := imgs[0].(map[string]any)
 	data, err := base64.StdEncoding.DecodeString(img["data"].(string))
 	if img["type"] != "base64" || err != nil || !bytes.HasPrefix(data, []byte("\x89PNG")) || !strings.HasPrefix(img["filename"].(string), "ComfyUI") {
-		t.Errorf("wc image entry %v", truncate(mustJSON(img), 300))
+		t.Errorf("wc image entry %v", queuetest.Truncate(mustJSON(img), 300))
 	}
 
 	// 3. A bad workflow: ComfyUI's node errors come back in the details.
@@ -189,7 +191,7 @@ func TestComfyWorker(t *testing.T) {
 	}})
 	det, _ := body["output"].(map[string]any)
 	if !strings.Contains(mustJSON(body["error"]), "missing.png") || det == nil || !strings.Contains(mustJSON(det["details"]), "Node 1 (LoadImage)") || det["node_errors"] == nil {
-		t.Errorf("bad: %s", truncate(mustJSON(body), 1500))
+		t.Errorf("bad: %s", queuetest.Truncate(mustJSON(body), 1500))
 	}
 
 	// 4. Another version built on the volume: the worker switches, and roots it.
@@ -207,22 +209,22 @@ func TestComfyWorker(t *testing.T) {
 		"1": map[string]any{"class_type": "StandInSaveAudio", "inputs": map[string]any{"seconds": 0.1, "frequency": 440, "filename_prefix": "a"}},
 	}})
 	if msg, _ := body["error"].(string); !strings.Contains(msg, "ComfyUI exited during the job") || !strings.Contains(msg, "crashing on purpose") {
-		t.Errorf("crash: %s", truncate(mustJSON(body), 1500))
+		t.Errorf("crash: %s", queuetest.Truncate(mustJSON(body), 1500))
 	}
 	outputOf(t, e.run("after-crash", map[string]any{"version_id": "v2", "workflow": saveWorkflow(0, 1)}))
 
 	// 6. A cancelled job (job-stop): ComfyUI is interrupted, nothing is posted for it, and
 	// the next job runs at once instead of queueing behind the long one.
-	e.q.job("cancel", map[string]any{"workflow": saveWorkflow(120, 1200)})
+	e.q.Job("cancel", map[string]any{"workflow": saveWorkflow(120, 1200)})
 	waitProgress(t, e.q, "cancel")
-	e.q.stops <- []string{"cancel"}
+	e.q.Stop("cancel")
 	out = outputOf(t, e.run("after-cancel", map[string]any{"workflow": saveWorkflow(0, 1)}))
 	checkOutputs(t, out, 1)
 
 	// 7. A deadline: timeout_s interrupts ComfyUI and fails the job.
 	body = e.run("deadline", map[string]any{"timeout_s": 0.5, "workflow": saveWorkflow(120, 1200)})
 	if msg, _ := body["error"].(string); !strings.Contains(msg, "timed out after 500ms") {
-		t.Errorf("deadline: %s", truncate(mustJSON(body), 800))
+		t.Errorf("deadline: %s", queuetest.Truncate(mustJSON(body), 800))
 	}
 
 	// 8. An oversized result without a bucket fails with its size; with a bucket the outputs
@@ -233,7 +235,7 @@ func TestComfyWorker(t *testing.T) {
 	}
 	body = e.run("big", map[string]any{"workflow": noise})
 	if msg, _ := body["error"].(string); !strings.Contains(msg, "too large") || !strings.Contains(msg, "over the response limit of 500000 bytes") || !strings.Contains(msg, "gcs") {
-		t.Errorf("big: %s", truncate(mustJSON(body), 800))
+		t.Errorf("big: %s", queuetest.Truncate(mustJSON(body), 800))
 	}
 	out = outputOf(t, e.run("big-gcs", map[string]any{"workflow": noise, "gcs_bucket": "outs", "gcs_prefix": "runs"}))
 	checkGCS(t, e, out, "runs/big-gcs/")
@@ -242,7 +244,7 @@ func TestComfyWorker(t *testing.T) {
 	// output_mode s3 on a worker without S3 settings fails before anything runs.
 	body = e.run("s3-none", map[string]any{"workflow": saveWorkflow(0, 1), "output_mode": "s3"})
 	if msg, _ := body["error"].(string); !strings.Contains(msg, "invalid input: output_mode s3: s3 output needs an S3 endpoint (BUCKET_ENDPOINT_URL") {
-		t.Errorf("s3-none: %s", truncate(mustJSON(body), 800))
+		t.Errorf("s3-none: %s", queuetest.Truncate(mustJSON(body), 800))
 	}
 	if det, _ := body["output"].(map[string]any); det["prompt_id"] != nil {
 		t.Errorf("s3-none: the workflow was queued (prompt %v)", det["prompt_id"])
@@ -256,7 +258,7 @@ func TestComfyWorker(t *testing.T) {
 	det, _ = body["output"].(map[string]any)
 	tm, _ := det["timings"].(map[string]any)
 	if msg, _ := body["error"].(string); !strings.Contains(msg, "gcs output") || !strings.Contains(msg, "GCS_PUBLIC=1") || tm["run_ms"] != nil || det["prompt_id"] != nil {
-		t.Errorf("gcs without a signing key: %s", truncate(mustJSON(body), 800))
+		t.Errorf("gcs without a signing key: %s", queuetest.Truncate(mustJSON(body), 800))
 	}
 	e.h.mu.Lock()
 	e.h.o.GCS.Public = true
@@ -308,12 +310,12 @@ func TestComfyWorker(t *testing.T) {
 			}
 		}
 	}
-	for _, r := range e.q.requests() {
+	for _, r := range e.q.Requests() {
 		if strings.HasSuffix(r.Path, "/cancel") && !bytes.Contains(r.Body, []byte(`"status":"IN_PROGRESS"`)) {
-			t.Errorf("posted for the cancelled job: %s", truncate(string(r.Body), 300))
+			t.Errorf("posted for the cancelled job: %s", queuetest.Truncate(string(r.Body), 300))
 		}
 	}
-	e.q.checkRequests(t)
+	e.q.CheckRequests(t)
 
 	// Close stops ComfyUI and releases the temporary root.
 	if err := e.h.Close(context.Background()); err != nil {
@@ -340,7 +342,7 @@ func checkOutputs(t *testing.T, out map[string]any, n int) {
 	}
 	outs, _ := out["outputs"].([]any)
 	if len(outs) == 0 {
-		t.Fatalf("no outputs: %v", truncate(mustJSON(out), 500))
+		t.Fatalf("no outputs: %v", queuetest.Truncate(mustJSON(out), 500))
 	}
 	for _, o := range outs {
 		m := o.(map[string]any)
@@ -356,7 +358,7 @@ func checkOutputs(t *testing.T, out map[string]any, n int) {
 		data, err := base64.StdEncoding.DecodeString(m["data"].(string))
 		sum := sha256.Sum256(data)
 		if err != nil || m["mime"] != "image/png" || int(m["size"].(float64)) != len(data) || m["sha256"] != hex.EncodeToString(sum[:]) {
-			t.Errorf("file output %v", truncate(mustJSON(m), 300))
+			t.Errorf("file output %v", queuetest.Truncate(mustJSON(m), 300))
 		}
 	}
 }
@@ -400,13 +402,13 @@ func checkGCS(t *testing.T, e *comfyEnv, out map[string]any, prefix string) {
 	}
 }
 
-func waitProgress(t *testing.T, q *fakeQueue, jobID string) {
+func waitProgress(t *testing.T, q *queuetest.Queue, jobID string) {
 	t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
 		select {
-		case p := <-q.progress:
-			if jobIDOf(p) == jobID {
+		case p := <-q.Progress:
+			if p.JobID() == jobID {
 				return
 			}
 		case <-deadline:
@@ -432,7 +434,7 @@ func tempRoots(t *testing.T, root string) string {
 func TestComfyWorkerReplaced(t *testing.T) {
 	e := newComfyEnv(t, DefaultResponseLimit)
 	makeVersion(t, e.st, "v1", map[string]string{"STANDIN_CRASH_ON": "StandInSaveAudio"})
-	_, wait := startWorker(t, e.q, e.q.config(), e.h)
+	_, wait := queuetest.StartWorker(t, e.q.Config(), e.h)
 	outputOf(t, e.run("ok", map[string]any{"workflow": saveWorkflow(0, 1)}))
 
 	// From now on the stand-in exits at start, as a machine with a broken GPU would.
@@ -443,11 +445,11 @@ func TestComfyWorkerReplaced(t *testing.T) {
 		"1": map[string]any{"class_type": "StandInSaveAudio", "inputs": map[string]any{"seconds": 0.1, "frequency": 440, "filename_prefix": "a"}},
 	}})
 	if msg, _ := body["error"].(string); !strings.Contains(msg, "ComfyUI exited during the job") || body["stopPod"] != nil {
-		t.Errorf("crash: %s", truncate(mustJSON(body), 800))
+		t.Errorf("crash: %s", queuetest.Truncate(mustJSON(body), 800))
 	}
 	body = e.run("next", map[string]any{"workflow": saveWorkflow(0, 1)})
 	if msg, _ := body["error"].(string); body["stopPod"] != true || !strings.Contains(msg, "asks RunPod to replace it") || !strings.Contains(msg, "exiting at start on purpose") {
-		t.Errorf("next: %s", truncate(mustJSON(body), 1500))
+		t.Errorf("next: %s", queuetest.Truncate(mustJSON(body), 1500))
 	}
 	if err := wait(); err != nil {
 		t.Errorf("the worker did not exit after asking to be replaced: %v", err)

@@ -1,4 +1,4 @@
-package worker
+package comfyjob
 
 import (
 	"bytes"
@@ -16,6 +16,9 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/internal/s3test"
 	"github.com/runpod-comfy/runpod-comfy/runner"
 	"github.com/runpod-comfy/runpod-comfy/store"
+
+	"github.com/runpod-comfy/runpod-comfy/runner/worker"
+	"github.com/runpod-comfy/runpod-comfy/runner/worker/queuetest"
 )
 
 // wcResponse is what a worker-comfyui client reads from a job's output: the images list with
@@ -39,12 +42,12 @@ func TestComfyWorkerS3(t *testing.T) {
 		t.Fatalf("stand-in missing: %v", err)
 	}
 	srv := s3test.New(t, s3test.Options{Buckets: []string{"outs"}})
-	e := newComfyEnv(t, 500_000, func(o *ComfyOptions) {
-		o.OutputMode = OutputS3 // what serve picks when BUCKET_ENDPOINT_URL is set
+	e := newComfyEnv(t, 500_000, func(o *Options) {
+		o.OutputMode = runner.SinkS3 // what serve picks when BUCKET_ENDPOINT_URL is set
 		o.S3 = runner.S3Options{Endpoint: srv.URL + "/outs", AccessKeyID: srv.AccessKey, SecretAccessKey: srv.Secret, Prefix: "runs", Validate: true}
 	})
 	makeVersion(t, e.st, "v1", nil)
-	startWorker(t, e.q, e.q.config(), e.h)
+	queuetest.StartWorker(t, e.q.Config(), e.h)
 	ctx := context.Background()
 
 	// 1. worker-comfyui's client input, unchanged.
@@ -78,7 +81,7 @@ func TestComfyWorkerS3(t *testing.T) {
 	f := files[0].(map[string]any)
 	sum := sha256.Sum256(got)
 	if f["url"] != wc.Images[0].Data || f["sha256"] != hex.EncodeToString(sum[:]) || f["data"] != nil {
-		t.Errorf("outputs[0] %v: want the same URL, the sha256 of what the URL serves, no data", truncate(mustJSON(f), 400))
+		t.Errorf("outputs[0] %v: want the same URL, the sha256 of what the URL serves, no data", queuetest.Truncate(mustJSON(f), 400))
 	}
 	if strings.Contains(mustJSON(body), srv.Secret) {
 		t.Error("the result contains the secret")
@@ -93,7 +96,7 @@ func TestComfyWorkerS3(t *testing.T) {
 	wc = wcResponse{}
 	json.Unmarshal([]byte(mustJSON(out)), &wc)
 	if out["output_mode"] != "s3" || len(wc.Images) != 1 || wc.Images[0].Type != "s3_url" || !strings.Contains(strings.Join(wc.Errors, " "), "uploaded to S3 instead") {
-		t.Fatalf("big: %s", truncate(mustJSON(out), 800))
+		t.Fatalf("big: %s", queuetest.Truncate(mustJSON(out), 800))
 	}
 	if got, err := s3test.Get(ctx, http.DefaultClient, wc.Images[0].Data); err != nil || len(got) < 500_000/2 {
 		t.Errorf("big: GET %d bytes, %v", len(got), err)
@@ -108,7 +111,7 @@ func TestComfyWorkerS3(t *testing.T) {
 	body = e.run("rotated", map[string]any{"workflow": saveWorkflow(0, 1)})
 	msg, _ := body["error"].(string)
 	if !strings.Contains(msg, "delivering outputs") || !strings.Contains(msg, "SignatureDoesNotMatch") || strings.Contains(mustJSON(body), e.h.o.S3.SecretAccessKey) {
-		t.Errorf("rotated: %s", truncate(mustJSON(body), 800))
+		t.Errorf("rotated: %s", queuetest.Truncate(mustJSON(body), 800))
 	}
 	keys, _ := srv.Keys("outs")
 	for _, k := range keys {
@@ -116,7 +119,7 @@ func TestComfyWorkerS3(t *testing.T) {
 			t.Errorf("object %s stored with a wrong signature", k)
 		}
 	}
-	e.q.checkRequests(t)
+	e.q.CheckRequests(t)
 }
 
 // TestComfyHandlerWorkerComfyUISettings: REFRESH_WORKER makes every result ask for the
@@ -128,11 +131,11 @@ func TestComfyHandlerWorkerComfyUISettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, refresh := range []bool{false, true} {
-		h, err := NewComfyHandler(ComfyOptions{Root: t.TempDir(), Store: st, RefreshWorker: refresh, UnreachableTimeout: 15 * time.Second, Logger: testLogger(t)})
+		h, err := New(Options{Root: t.TempDir(), Store: st, RefreshWorker: refresh, UnreachableTimeout: 15 * time.Second, Logger: queuetest.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := h.Handle(context.Background(), &Job{ID: "j", Input: json.RawMessage(`{"version_id": "v1"}`)}, func(any) {})
+		res, err := h.Handle(context.Background(), &worker.Job{ID: "j", Input: json.RawMessage(`{"version_id": "v1"}`)}, func(any) {})
 		if err != nil || !strings.Contains(res.Error, "workflow: missing") {
 			t.Fatalf("Handle: %+v, %v", res, err)
 		}

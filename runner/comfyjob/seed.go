@@ -1,4 +1,4 @@
-package worker
+package comfyjob
 
 import (
 	"encoding/base64"
@@ -47,7 +47,7 @@ func seedOutput(mode string, outs []*runner.Output, public bool) *SeedOutput {
 			so.Extension = ".bin"
 		}
 	}
-	if mode == OutputBase64 {
+	if mode == runner.SinkBase64 {
 		var joined []byte
 		for _, o := range arts {
 			if b, err := base64.StdEncoding.DecodeString(o.Data); err == nil {
@@ -58,7 +58,7 @@ func seedOutput(mode string, outs []*runner.Output, public bool) *SeedOutput {
 		so.Base64 = &s
 		return so
 	}
-	if mode == OutputGCS && len(arts) > 0 {
+	if mode == runner.SinkGCS && len(arts) > 0 {
 		a := arts[0]
 		so.URL, so.GCSPath = a.PublicURL, a.GCSPath
 		if !public && a.URL != "" {

@@ -1,10 +1,12 @@
-package worker
+package comfyjob
 
 import (
 	"encoding/base64"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/runpod-comfy/runpod-comfy/runner/worker/queuetest"
 )
 
 // TestComfyWorkerSeedResult: a client written for the seed tool gets its fields (version_id,
@@ -18,16 +20,16 @@ func TestComfyWorkerSeedResult(t *testing.T) {
 	}
 	e := newComfyEnv(t, 500_000)
 	makeVersion(t, e.st, "v1", nil)
-	startWorker(t, e.q, e.q.config(), e.h)
+	queuetest.StartWorker(t, e.q.Config(), e.h)
 
 	out := outputOf(t, e.run("plain", map[string]any{"workflow": saveWorkflow(0, 1)}))
 	if _, ok := out["base64"]; ok {
-		t.Errorf("the seed's fields without result_format seed: %s", truncate(mustJSON(out), 500))
+		t.Errorf("the seed's fields without result_format seed: %s", queuetest.Truncate(mustJSON(out), 500))
 	}
 
 	out = outputOf(t, e.run("seed-b64", map[string]any{"workflow": saveWorkflow(0, 1), "result_format": "seed"}))
 	if out["version_id"] != "v1" || out["output_mode"] != "base64" || out["extension"] != ".png" {
-		t.Fatalf("seed-b64: %s", truncate(mustJSON(out), 800))
+		t.Fatalf("seed-b64: %s", queuetest.Truncate(mustJSON(out), 800))
 	}
 	var want []byte
 	for _, o := range out["outputs"].([]any) {
@@ -50,7 +52,7 @@ func TestComfyWorkerSeedResult(t *testing.T) {
 	url, _ := out["url"].(string)
 	path, _ := out["gcs_path"].(string)
 	if !strings.HasPrefix(path, "gs://outs/comfy/outputs/seed-gcs/") || !strings.HasSuffix(url, strings.TrimPrefix(path, "gs://")) || out["extension"] != ".png" {
-		t.Errorf("seed-gcs: url %q gcs_path %q: %s", url, path, truncate(mustJSON(out), 800))
+		t.Errorf("seed-gcs: url %q gcs_path %q: %s", url, path, queuetest.Truncate(mustJSON(out), 800))
 	}
 	if _, ok := out["signed_url"]; ok {
 		t.Errorf("seed-gcs: a signed_url from a worker that does not sign: %v", out["signed_url"])
@@ -61,19 +63,19 @@ func TestComfyWorkerSeedResult(t *testing.T) {
 
 	body := e.run("seed-models-dir", map[string]any{"workflow": saveWorkflow(0, 1), "models_dir": "/runpod-volume/models"})
 	if msg, _ := body["error"].(string); !strings.Contains(msg, "models_dir: is not used by runpod-comfy") || !strings.Contains(msg, "MODELS_DIR") {
-		t.Errorf("models_dir: %s", truncate(mustJSON(body), 800))
+		t.Errorf("models_dir: %s", queuetest.Truncate(mustJSON(body), 800))
 	}
 	body = e.run("bad-format", map[string]any{"workflow": saveWorkflow(0, 1), "result_format": "xml"})
 	if msg, _ := body["error"].(string); !strings.Contains(msg, "result_format") {
-		t.Errorf("bad result_format: %s", truncate(mustJSON(body), 800))
+		t.Errorf("bad result_format: %s", queuetest.Truncate(mustJSON(body), 800))
 	}
 
 	// The worker's default: RUNPOD_COMFY_RESULT_FORMAT=seed.
-	e2 := newComfyEnv(t, 500_000, func(o *ComfyOptions) { o.ResultFormat = ResultSeed })
+	e2 := newComfyEnv(t, 500_000, func(o *Options) { o.ResultFormat = ResultSeed })
 	makeVersion(t, e2.st, "v1", nil)
-	startWorker(t, e2.q, e2.q.config(), e2.h)
+	queuetest.StartWorker(t, e2.q.Config(), e2.h)
 	out = outputOf(t, e2.run("seed-default", map[string]any{"workflow": saveWorkflow(0, 1)}))
 	if _, ok := out["base64"].(string); !ok || out["extension"] != ".png" {
-		t.Errorf("seed-default: %s", truncate(mustJSON(out), 800))
+		t.Errorf("seed-default: %s", queuetest.Truncate(mustJSON(out), 800))
 	}
 }
