@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,5 +80,23 @@ func TestImageBytes(t *testing.T) {
 		if err := CheckInputName(name); err == nil {
 			t.Errorf("%q accepted", name)
 		}
+	}
+}
+
+// TestImageURLErrorsRedactQuery: an input image URL that cannot be fetched is named without
+// its query, which may hold a pre-signed URL's signature (as workflow_url is).
+func TestImageURLErrorsRedactQuery(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: the request fails to connect
+	_, err = imageBytes(context.Background(), &http.Client{}, InputImage{Name: "a.png", Image: "http://" + addr + "/a.png?X-Amz-Signature=s3cr3t"})
+	if err == nil {
+		t.Fatal("fetching from a closed port succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), addr+"/a.png") || !strings.Contains(err.Error(), `input image "a.png"`) {
+		t.Fatalf("error %q: want the image's name and its URL without the query", err)
 	}
 }

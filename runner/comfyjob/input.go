@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -239,32 +237,12 @@ func decodeWorkflow(v json.RawMessage) (json.RawMessage, error) {
 
 // fetchWorkflow downloads workflow_url (at most 20 MB) and checks it.
 func fetchWorkflow(ctx context.Context, hc *http.Client, u string) (json.RawMessage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := runner.FetchURL(ctx, hc, u, 20<<20)
+	if errors.Is(err, runner.ErrTooLarge) {
+		return nil, &InputError{Field: "workflow_url", Err: errors.New("workflow is larger than 20 MB")}
+	}
 	if err != nil {
 		return nil, &InputError{Field: "workflow_url", Err: err}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		// The *url.Error carries the whole URL, whose query may be a pre-signed URL's
-		// signature: keep only what runner.RedactURL keeps, as for a bad status below.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = &url.Error{Op: ue.Op, URL: runner.RedactURL(ue.URL), Err: ue.Err}
-		}
-		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching: %w", err)}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		// The status code only: the reason phrase is the server's text.
-		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching %s: HTTP %d %s", runner.RedactURL(u), resp.StatusCode, http.StatusText(resp.StatusCode))}
-	}
-	const limit = 20 << 20
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, &InputError{Field: "workflow_url", Err: fmt.Errorf("fetching: %w", err)}
-	}
-	if len(body) > limit {
-		return nil, &InputError{Field: "workflow_url", Err: errors.New("workflow is larger than 20 MB")}
 	}
 	wf, err := decodeWorkflow(body)
 	if err != nil {
