@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
+	"github.com/runpod-comfy/runpod-comfy/internal/faulttest"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
@@ -65,7 +66,7 @@ func TestSIGTERMEndsStalledFetch(t *testing.T) {
 	spec.CustomNodes = append(spec.CustomNodes, specs.CustomNode{Name: "stalled", Repo: stalled, Commit: c})
 	root := filepath.Join(t.TempDir(), "root")
 	cmd, _, stderr := buildProcess(t, spec, root)
-	waitFor(t, "git running against the stalled remote", func() bool { return len(processesFor(stalled)) > 0 })
+	waitFor(t, "git running against the stalled remote", func() bool { return len(faulttest.Mentioning(stalled)) > 0 })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -80,45 +81,16 @@ func TestSIGTERMEndsStalledFetch(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("the build did not exit after SIGTERM; stderr:\n%s", stderr)
 	}
-	if left := processesFor(stalled); len(left) > 0 {
+	if left := faulttest.Mentioning(stalled); len(left) > 0 {
 		t.Errorf("processes left after the build exited: %q", left)
 	}
-}
-
-// processesFor lists the live processes whose command line mentions dir.
-func processesFor(dir string) []string {
-	var out []string
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range cmdlines {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), dir) {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X') {
-			continue
-		}
-		out = append(out, strings.ReplaceAll(string(b), "\x00", " "))
-	}
-	return out
 }
 
 // TestBuildOnFullDiskEnds builds a version with a 4 MB custom node into a ROOT on a 3 MB disk:
 // the build must end with an error saying the disk is full (it used to hang in the fetch,
 // through SIGTERM too), and once there is space the same ROOT builds.
 func TestBuildOnFullDiskEnds(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (a real full disk); run the tests as root to include it")
-	}
-	disk := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", disk).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v: %s)", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", disk).Run() })
+	disk := faulttest.SmallDisk(t, 3<<20)
 	f := newFixture(t)
 	big := make([]byte, 4<<20)
 	rand.Read(big)

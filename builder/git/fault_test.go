@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -15,39 +14,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/faulttest"
 )
 
 // hangBound is how long a fetch that should fail at once may take before the test calls it
 // hung. It is generous: the failures it guards against never end at all.
 const hangBound = 2 * time.Minute
-
-// smallDisk mounts a tmpfs of size bytes and returns its directory. It needs root (to mount);
-// without it the test is skipped with the reason.
-func smallDisk(t *testing.T, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (a real full disk); run the tests as root to include it")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v: %s); the full-disk test needs one", err, strings.TrimSpace(string(out)))
-	}
-	t.Cleanup(func() {
-		// Lazy: go-git keeps pack files of opened mirrors open until the process ends.
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// growDisk gives the tmpfs at dir a new size, as freeing space would.
-func growDisk(t *testing.T, dir string, size int64) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-o", fmt.Sprintf("remount,size=%d", size), dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount: %v: %s", err, out)
-	}
-}
 
 // bigRepo makes a repository of one commit holding size bytes of incompressible data.
 func bigRepo(t *testing.T, size int) (dir, commit string) {
@@ -103,7 +76,7 @@ func ensureEnds(t *testing.T, ctx context.Context, m *Mirrors, u, commit string)
 // fetch must end with ErrNoSpace (it used to wait on git-upload-pack for ever), leave no
 // child behind, and once there is space the next fetch must succeed.
 func TestFetchOnFullDiskEnds(t *testing.T) {
-	disk := smallDisk(t, 2<<20)
+	disk := faulttest.SmallDisk(t, 2<<20)
 	repo, commit := bigRepo(t, 4<<20)
 	httpBase := httpRemote(t, filepath.Dir(repo))
 	for _, tc := range []struct{ name, url string }{
@@ -129,7 +102,7 @@ func TestFetchOnFullDiskEnds(t *testing.T) {
 	if err := ensureEnds(t, context.Background(), m, repo, commit); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("want ErrNoSpace, got %v", err)
 	}
-	growDisk(t, disk, 32<<20)
+	faulttest.GrowDisk(t, disk, 32<<20)
 	if err := ensureEnds(t, context.Background(), m, repo, commit); err != nil {
 		t.Fatalf("fetch after freeing space: %v", err)
 	}
@@ -138,24 +111,9 @@ func TestFetchOnFullDiskEnds(t *testing.T) {
 // assertNoGitChildren fails if a git process started by this test process is still running.
 func assertNoGitChildren(t *testing.T) {
 	t.Helper()
-	self := fmt.Sprint(os.Getpid())
-	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		comm := s[strings.IndexByte(s, '(')+1 : i]
-		if len(f) > 1 && f[1] == self && strings.HasPrefix(comm, "git") && f[0] != "Z" {
-			t.Errorf("git child still running: %s", strings.TrimSpace(s[:i+1]))
-		}
+	self := os.Getpid()
+	for _, p := range faulttest.Live(func(p faulttest.Proc) bool { return p.PPID == self && strings.HasPrefix(p.Comm, "git") }) {
+		t.Errorf("git child still running: %s", p)
 	}
 }
 
@@ -212,32 +170,9 @@ func TestGitCommandKilledWithContext(t *testing.T) {
 	}
 	// SIGKILL is delivered to every member before kill returns; a member that is not yet a
 	// zombie (reaped by init) is in state Z or X at once, never running again.
-	for _, p := range liveProcesses(func(pgrp, state string) bool { return pgrp == fmt.Sprint(pgid) }) {
+	for _, p := range faulttest.Live(func(p faulttest.Proc) bool { return p.PGRP == pgid }) {
 		t.Errorf("process group %d still has a live member after cancel: %s", pgid, p)
 	}
-}
-
-// liveProcesses lists the processes (not zombies) that match, given their process group and
-// state from /proc/PID/stat.
-func liveProcesses(match func(pgrp, state string) bool) []string {
-	var out []string
-	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:]) // state ppid pgrp ...
-		if len(f) > 2 && f[0] != "Z" && f[0] != "X" && match(f[2], f[0]) {
-			out = append(out, strings.TrimSpace(s[:i+1]))
-		}
-	}
-	return out
 }
 
 // stalledRepo makes a repository whose git-upload-pack never answers: its alternates file
@@ -248,28 +183,6 @@ func stalledRepo(t *testing.T) (dir, commit string) {
 		t.Skipf("no FIFO here: %v", err)
 	}
 	return dir, commit
-}
-
-// gitProcessesFor lists the live processes whose command line mentions dir.
-func gitProcessesFor(dir string) []string {
-	var out []string
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range cmdlines {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), dir) || !strings.Contains(string(b), "git") {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X') {
-			continue
-		}
-		out = append(out, strings.ReplaceAll(string(b), "\x00", " "))
-	}
-	return out
 }
 
 // TestStalledLocalRemoteCancel lists refs of and fetches from a local remote whose
@@ -291,7 +204,7 @@ func TestStalledLocalRemoteCancel(t *testing.T) {
 			go func() { done <- op.run(ctx) }()
 			// Cancel once git is running against the remote (and stuck there).
 			deadline := time.Now().Add(hangBound)
-			for len(gitProcessesFor(repo)) == 0 {
+			for len(faulttest.Mentioning(repo, "git")) == 0 {
 				select {
 				case err := <-done:
 					t.Fatalf("ended before it was cancelled: %v", err)
@@ -311,7 +224,7 @@ func TestStalledLocalRemoteCancel(t *testing.T) {
 			case <-time.After(hangBound):
 				t.Fatal("did not end after cancel")
 			}
-			if left := gitProcessesFor(repo); len(left) > 0 {
+			if left := faulttest.Mentioning(repo, "git"); len(left) > 0 {
 				t.Errorf("git processes left: %q", left)
 			}
 		})

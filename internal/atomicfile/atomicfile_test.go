@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/faulttest"
 )
 
 // The child mode of the test binary: write generation after generation of a file whose every
@@ -106,14 +108,7 @@ func TestWriteFileErrorsLeaveOldContent(t *testing.T) {
 // A full disk: the write fails with ENOSPC, the old content stays whole and no temp file is
 // left to fill the disk further. It needs a small filesystem of its own, so it runs as root.
 func TestWriteFileFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	dir := faulttest.SmallDisk(t, 1<<20)
 	path := filepath.Join(dir, "lock.json")
 	if err := WriteFile(path, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
