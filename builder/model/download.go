@@ -87,11 +87,28 @@ type opened struct {
 	total     int64 // the whole file's size, -1 when unknown
 	validator string
 	host      string // for hints
+	// ranged is set when the body is a range the server vouched for (HTTP 206 with a
+	// Content-Range, or a ranged read of GCS): then end is the end of that range (exclusive)
+	// and length the body's announced length (-1 when not announced).
+	ranged bool
+	end    int64
+	length int64
+	// again opens further ranges of the same file: for HTTP, against the URL the redirects
+	// led to (a CDN), so that they are followed once.
+	again opener
 }
 
-// opener opens a source at offset; validator (from an earlier response) lets the server tell
+// span is the part of a source to open: from start to end (exclusive; -1 means to the end of
+// the file). probe asks an HTTP server for the range even from byte 0 ("bytes=0-"), so that
+// its answer tells whether it serves ranges.
+type span struct {
+	start, end int64
+	probe      bool
+}
+
+// opener opens a span of a source; validator (from an earlier response) lets the server tell
 // whether the file is still the same.
-type opener func(ctx context.Context, offset int64, validator string) (*opened, error)
+type opener func(ctx context.Context, sp span, validator string) (*opened, error)
 
 // Fetch downloads src to dst (which must not exist), hashing in the same pass, resuming a
 // partial download left in Options.PartialDir, retrying as Options.Retry says, and reporting
@@ -113,6 +130,11 @@ func (f *Fetcher) Fetch(ctx context.Context, src Source, want Want, dst string, 
 		dir = filepath.Dir(dst)
 	}
 	red := src.Redacted()
+	// One connection of the budget for the whole download; more are taken while it runs.
+	if err := f.budget.acquire(ctx); err != nil {
+		return Result{}, err
+	}
+	defer f.budget.release()
 	for try := 0; ; try++ {
 		p, err := openPartial(ctx, dir, partialKey(red, want.Checksum, algo), red, algo, f.opts.CheckpointEvery)
 		if err != nil {
@@ -179,18 +201,46 @@ func moveFile(src, dst string) error {
 	return os.Remove(src)
 }
 
-// download runs tries until the partial holds the whole file, then checks it.
+// download runs tries until the partial holds the whole file, then checks it. When the
+// Fetcher may use more than one connection per file, the first request of each try asks for
+// a range ("bytes=<offset>-"): a server that answers it with a 206, a matching Content-Range,
+// a known size and a strong validator gets the rest of the file asked for in pieces over
+// several connections (receiveRanges); any other answer is read as one stream.
 func (f *Fetcher) download(ctx context.Context, p *partial, open opener, want Want, red string, task *progress.Task) (Result, error) {
 	host := ""
 	fails := 0
+	ranges := f.perFile > 1
 	for {
-		o, err := open(ctx, p.offset, p.validator)
+		o, err := open(ctx, span{start: p.offset, end: -1, probe: ranges}, p.validator)
 		if err == nil {
 			host = o.host
-			err = f.receive(ctx, p, o, want, red, task)
+			if err = f.accept(p, o, want, red, task); err == nil {
+				if ranges && f.parallelOK(p, o) {
+					err = f.receiveRanges(ctx, p, o, red, task)
+				} else {
+					err = f.receive(ctx, p, o, want, red, task)
+				}
+			}
 			o.body.Close()
 			if err == nil {
 				break
+			}
+		}
+		var nr *noRangesError
+		if errors.As(err, &nr) && !p.broken {
+			switch {
+			case ranges:
+				f.warnf("%s: %v; continuing over one connection from byte %d", red, err, p.offset)
+				ranges = false
+				if err := p.save(); err != nil {
+					return Result{}, err
+				}
+				continue
+			case p.offset > 0:
+				f.warnf("%s: %v; starting again from byte 0 without ranges", red, err)
+				err = errRestart
+			default:
+				return Result{}, fmt.Errorf("downloading %s: %w", red, err)
 			}
 		}
 		if errors.Is(err, errRestart) {
@@ -199,7 +249,7 @@ func (f *Fetcher) download(ctx context.Context, p *partial, open opener, want Wa
 			}
 			fails++
 			if fails >= f.retry.Attempts {
-				return Result{}, fmt.Errorf("downloading %s: the server keeps refusing to resume", red)
+				return Result{}, fmt.Errorf("downloading %s: the server keeps refusing to resume, or the file keeps changing", red)
 			}
 			continue
 		}
@@ -243,8 +293,10 @@ func (f *Fetcher) download(ctx context.Context, p *partial, open opener, want Wa
 	return res, nil
 }
 
-// receive appends one response body to the partial.
-func (f *Fetcher) receive(ctx context.Context, p *partial, o *opened, want Want, red string, task *progress.Task) error {
+// accept checks where a response starts against the partial: a body from byte 0 where a
+// resume was asked for restarts the partial, a changed size or validator restarts the
+// download, and a download from byte 0 records the announced size and validator.
+func (f *Fetcher) accept(p *partial, o *opened, want Want, red string, task *progress.Task) error {
 	if o.start != p.offset {
 		if o.start != 0 {
 			return fmt.Errorf("downloading %s: asked for byte %d, the server sent from byte %d", red, p.offset, o.start)
@@ -260,6 +312,10 @@ func (f *Fetcher) receive(ctx context.Context, p *partial, o *opened, want Want,
 		f.warnf("%s: the file's size changed from %d to %d bytes; starting again from byte 0", red, p.total, o.total)
 		return errRestart
 	}
+	if p.offset > 0 && o.validator != "" && p.validator != "" && o.validator != p.validator {
+		f.warnf("%s: the file changed at the source (validator %s, was %s); starting again from byte 0", red, o.validator, p.validator)
+		return errRestart
+	}
 	if p.offset == 0 {
 		if want.Size > 0 && o.total >= 0 && o.total != want.Size {
 			return f.sizeError(red, o.host, o.total, want.Size, "announced")
@@ -270,13 +326,17 @@ func (f *Fetcher) receive(ctx context.Context, p *partial, o *opened, want Want,
 		}
 		p.begin(total, o.validator)
 	}
+	if task != nil {
+		task.SetBytes(p.offset, p.progressTotal(want))
+	}
+	return nil
+}
+
+// receive appends one response body to the partial.
+func (f *Fetcher) receive(ctx context.Context, p *partial, o *opened, want Want, red string, task *progress.Task) error {
 	var onBytes func(int64)
 	if task != nil {
-		total := p.total
-		if total < 0 {
-			total = want.Size
-		}
-		task.SetBytes(p.offset, total)
+		total := p.progressTotal(want)
 		onBytes = func(n int64) { task.SetBytes(n, total) }
 	}
 	_, err := p.copyFrom(ctx, o.body, onBytes)
@@ -318,14 +378,19 @@ func (f *Fetcher) opener(src Source) (opener, error) {
 
 func (f *Fetcher) httpOpener(rawURL string) opener {
 	red := Redact(rawURL)
-	return func(ctx context.Context, off int64, validator string) (*opened, error) {
+	var open opener
+	open = func(ctx context.Context, sp span, validator string) (*opened, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 		if err != nil {
 			return nil, fmt.Errorf("downloading %s: %w", red, err)
 		}
 		firstHost := req.URL.Host
-		if off > 0 {
-			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+		if sp.start > 0 || sp.end >= 0 || sp.probe {
+			if sp.end >= 0 {
+				req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", sp.start, sp.end-1))
+			} else {
+				req.Header.Set("Range", fmt.Sprintf("bytes=%d-", sp.start))
+			}
 			if validator != "" {
 				req.Header.Set("If-Range", validator)
 			}
@@ -346,18 +411,28 @@ func (f *Fetcher) httpOpener(rawURL string) opener {
 				resp.Body.Close()
 				return nil, fmt.Errorf("downloading %s: the server sent an HTML page (Content-Type %s) instead of the model file, probably a login or error page: %s", red, resp.Header.Get("Content-Type"), f.authHint(firstHost))
 			}
-			o := &opened{body: resp.Body, total: resp.ContentLength, validator: validatorOf(resp.Header), host: firstHost}
+			o := &opened{body: resp.Body, total: resp.ContentLength, validator: validatorOf(resp.Header), host: firstHost, length: resp.ContentLength}
 			if sc == http.StatusPartialContent {
-				start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+				start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 				if !ok {
 					resp.Body.Close()
-					return nil, fmt.Errorf("downloading %s: bad Content-Range %q", red, resp.Header.Get("Content-Range"))
+					return nil, &noRangesError{fmt.Sprintf("bad Content-Range %q", resp.Header.Get("Content-Range"))}
 				}
-				o.start, o.total = start, total
+				o.start, o.end, o.total, o.ranged = start, end, total, true
+			}
+			// Further ranges go straight to where the redirects led (a CDN): its host is
+			// matched against the token table like any other, so a token stays home.
+			o.again = open
+			if final := resp.Request.URL.String(); final != rawURL {
+				o.again = f.httpOpener(final)
 			}
 			return o, nil
 		case sc == http.StatusRequestedRangeNotSatisfiable:
 			resp.Body.Close()
+			if sp.start == 0 && sp.end < 0 && sp.probe {
+				// "bytes=0-" of an empty file is unsatisfiable: ask for it whole.
+				return open(ctx, span{end: -1}, validator)
+			}
 			return nil, errRestart
 		case sc == http.StatusRequestTimeout || sc == http.StatusTooManyRequests || sc >= 500:
 			resp.Body.Close()
@@ -373,6 +448,7 @@ func (f *Fetcher) httpOpener(rawURL string) opener {
 			return nil, fmt.Errorf("downloading %s: unexpected %s", red, resp.Status)
 		}
 	}
+	return open
 }
 
 func isHTML(contentType string) bool {
@@ -388,29 +464,35 @@ func validatorOf(h http.Header) string {
 	return h.Get("Last-Modified")
 }
 
-// parseContentRange reads "bytes <start>-<end>/<total or *>".
-func parseContentRange(s string) (start, total int64, ok bool) {
+// parseContentRange reads "bytes <first>-<last>/<total or *>" into the range [start, end)
+// and the total (-1 for "*"). It refuses what no honest server sends: a last byte before
+// the first, or at or past the total.
+func parseContentRange(s string) (start, end, total int64, ok bool) {
 	rest, found := strings.CutPrefix(s, "bytes ")
 	if !found {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	rng, tot, found := strings.Cut(rest, "/")
 	if !found {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	a, _, found := strings.Cut(rng, "-")
+	a, b, found := strings.Cut(rng, "-")
 	if !found {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	start, err := strconv.ParseInt(a, 10, 64)
-	if err != nil {
-		return 0, 0, false
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || last < start {
+		return 0, 0, 0, false
 	}
-	if tot == "*" {
-		return start, -1, true
+	total = -1
+	if tot != "*" {
+		var err error
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= last {
+			return 0, 0, 0, false
+		}
 	}
-	total, err = strconv.ParseInt(tot, 10, 64)
-	return start, total, err == nil
+	return start, last + 1, total, true
 }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date.
@@ -439,7 +521,8 @@ func redactErr(err error) error {
 }
 
 func fileOpener(path string) opener {
-	return func(ctx context.Context, off int64, validator string) (*opened, error) {
+	var open opener
+	open = func(ctx context.Context, sp span, validator string) (*opened, error) {
 		fh, err := os.Open(path)
 		if err != nil {
 			return nil, fmt.Errorf("reading model file: %w", err)
@@ -454,6 +537,7 @@ func fileOpener(path string) opener {
 			return nil, fmt.Errorf("reading model file %s: not a regular file", path)
 		}
 		v := fmt.Sprintf("%d-%d", fi.Size(), fi.ModTime().UnixNano())
+		off := sp.start
 		if off > 0 && validator == v && off <= fi.Size() {
 			if _, err := fh.Seek(off, io.SeekStart); err != nil {
 				fh.Close()
@@ -462,23 +546,42 @@ func fileOpener(path string) opener {
 		} else {
 			off = 0
 		}
-		return &opened{body: fh, start: off, total: fi.Size(), validator: v}, nil
+		// A local file is read as one stream: parallel reads would not make it faster.
+		return &opened{body: fh, start: off, total: fi.Size(), validator: v, length: -1, again: open}, nil
 	}
+	return open
 }
 
 func (f *Fetcher) gcsOpener(bucket, object string) opener {
 	red := "gs://" + bucket + "/" + object
-	return func(ctx context.Context, off int64, validator string) (*opened, error) {
+	var open opener
+	open = func(ctx context.Context, sp span, validator string) (*opened, error) {
 		obj := f.opts.GCS.Bucket(bucket).Object(object)
-		if gen, err := strconv.ParseInt(validator, 10, 64); err == nil && off > 0 {
+		gen, err := strconv.ParseInt(validator, 10, 64)
+		if err == nil && (sp.start > 0 || sp.end >= 0) {
 			obj = obj.Generation(gen)
 		}
-		r, err := obj.NewRangeReader(ctx, off, -1)
+		length := int64(-1)
+		if sp.end >= 0 {
+			length = sp.end - sp.start
+		}
+		r, err := obj.NewRangeReader(ctx, sp.start, length)
 		if err != nil {
+			if validator != "" && errors.Is(err, storage.ErrObjectNotExist) {
+				// The generation read so far is gone: the object was replaced.
+				return nil, errRestart
+			}
 			return nil, gcsError(ctx, red, err)
 		}
-		return &opened{body: r, start: r.Attrs.StartOffset, total: r.Attrs.Size, validator: strconv.FormatInt(r.Attrs.Generation, 10), host: "storage.googleapis.com"}, nil
+		o := &opened{body: r, start: r.Attrs.StartOffset, total: r.Attrs.Size, validator: strconv.FormatInt(r.Attrs.Generation, 10),
+			host: "storage.googleapis.com", length: r.Remain(), again: open}
+		if o.total >= 0 && r.Remain() >= 0 {
+			// The client library checks the server's Content-Range against what it asked for.
+			o.ranged, o.end = true, o.start+r.Remain()
+		}
+		return o, nil
 	}
+	return open
 }
 
 func gcsError(ctx context.Context, red string, err error) error {

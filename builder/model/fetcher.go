@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,20 @@ type Options struct {
 	CheckpointEvery int64
 	// Warnf receives warnings (trust on first use, a restarted download). Nil discards them.
 	Warnf func(format string, args ...any)
+	// Connections caps the connections one file is downloaded over when its server serves
+	// ranges (default DefaultConnections, at most MaxConnections; 1 downloads every file
+	// over one connection). The build flag --download-connections and the spec's
+	// options.download_connections set it.
+	Connections int
+	// ConnectionBudget is the most connections all the downloads of the Fetcher use at once
+	// (default twice Connections, at least Connections): each download has one, and takes
+	// more only while the budget has some free.
+	ConnectionBudget int
+	// pieceSize is the size of one range request (default defaultPieceSize); tests make it
+	// small.
+	pieceSize int64
+	// rangeBuffers is the number of piece buffers (default rangeMemory / pieceSize).
+	rangeBuffers int
 	// AdoptDirs are models directories a model may already sit in, at <dir>/<target> (the
 	// seed tool's $MODELS_DIR or ROOT/models): a file there is adopted into the store when
 	// its checksum matches (or trusted on first use when the spec gives none) instead of
@@ -111,6 +126,11 @@ type Fetcher struct {
 	hfURL    *url.URL
 	civURL   *url.URL
 	retry    Retry
+
+	perFile   int        // Options.Connections with its default
+	budget    connBudget // connections of all downloads
+	pool      *bufPool   // piece buffers of all ranged downloads
+	pieceSize int64
 }
 
 // New returns a Fetcher for opts.
@@ -125,6 +145,21 @@ func New(opts Options) (*Fetcher, error) {
 		opts.CheckpointEvery = 64 << 20
 	}
 	f := &Fetcher{opts: opts, retry: opts.Retry.withDefaults()}
+	switch {
+	case opts.Connections == 0:
+		f.perFile = DefaultConnections
+	case opts.Connections < 1 || opts.Connections > MaxConnections:
+		return nil, fmt.Errorf("download connections %d: must be from 1 to %d", opts.Connections, MaxConnections)
+	default:
+		f.perFile = opts.Connections
+	}
+	budget := opts.ConnectionBudget
+	if budget <= 0 {
+		budget = 2 * f.perFile
+	}
+	f.budget = make(connBudget, max(budget, f.perFile))
+	f.pieceSize = cmp.Or(opts.pieceSize, defaultPieceSize)
+	f.pool = newBufPool(f.pieceSize, cmp.Or(opts.rangeBuffers, int(max(2, rangeMemory/f.pieceSize))))
 	var err error
 	if f.hfURL, err = parseEndpoint(opts.HFEndpoint); err != nil {
 		return nil, fmt.Errorf("hugging face endpoint: %w", err)

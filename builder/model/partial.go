@@ -225,15 +225,48 @@ func (p *partial) discard() {
 // about 2 MiB in flight.
 const chunkSize = 256 << 10
 
-// copyFrom appends r to the partial, hashing every byte in the same pass: one goroutine reads
-// from the network while the previous chunk is written to the file and fed to every hash, all
-// at once on their own goroutines. It checkpoints every p.every bytes. It returns the bytes
-// appended and the first error; on return the partial's offset and hashes agree with the file.
-func (p *partial) copyFrom(ctx context.Context, r io.Reader, onBytes func(offset int64)) (int64, error) {
-	hashers := []hash.Hash{p.content}
-	if p.nar != nil {
-		hashers = append(hashers, p.nar)
+// progressTotal is the size a progress bar counts towards: the announced size, else the
+// expected one (0 when neither is known).
+func (p *partial) progressTotal(want Want) int64 {
+	if p.total >= 0 {
+		return p.total
 	}
+	return want.Size
+}
+
+// absorb appends buf to the file and feeds it to every hash: the file write and the hashes
+// run at once, each on its own goroutine (the write into the page cache costs about as much
+// CPU as a hash). It checkpoints every p.every bytes. A failed write leaves the partial
+// broken: the hashes saw bytes the file may not hold.
+func (p *partial) absorb(buf []byte) error {
+	var (
+		werr error
+		hw   sync.WaitGroup
+	)
+	hw.Add(1)
+	go func() { defer hw.Done(); _, werr = p.f.Write(buf) }()
+	if p.nar != nil {
+		hw.Add(1)
+		go func() { defer hw.Done(); p.nar.Write(buf) }()
+	}
+	p.content.Write(buf)
+	hw.Wait()
+	if werr != nil {
+		p.broken = true
+		return fmt.Errorf("writing partial download: %w", werr)
+	}
+	p.offset += int64(len(buf))
+	if p.offset-p.lastCkpt >= p.every {
+		return p.save()
+	}
+	return nil
+}
+
+// copyFrom appends r to the partial, hashing every byte in the same pass: one goroutine reads
+// from the network while the previous chunk is absorbed (written to the file and fed to every
+// hash at once). It returns the bytes appended and the first error; on return the partial's
+// offset and hashes agree with the file.
+func (p *partial) copyFrom(ctx context.Context, r io.Reader, onBytes func(offset int64)) (int64, error) {
 	nbuf := max(4, (2<<20)/chunkSize) // about 2 MiB in flight
 	free := make(chan []byte, nbuf)
 	for range nbuf {
@@ -249,37 +282,15 @@ func (p *partial) copyFrom(ctx context.Context, r io.Reader, onBytes func(offset
 	wg.Add(1)
 	go func() { // consumer: ends when full is closed
 		defer wg.Done()
-		var hw sync.WaitGroup
 		for buf := range full {
 			if werr == nil {
-				// The file write and every hash run at once: the write into the page cache
-				// costs about as much CPU as a hash.
-				var err error
-				hw.Add(1)
-				go func() { defer hw.Done(); _, err = p.f.Write(buf) }()
-				for _, h := range hashers[1:] {
-					hw.Add(1)
-					go func() { defer hw.Done(); h.Write(buf) }()
-				}
-				hashers[0].Write(buf)
-				hw.Wait()
-				if err != nil {
-					// The hashes saw buf but the file may not have: the partial is unusable.
-					werr = fmt.Errorf("writing partial download: %w", err)
-					p.broken = true
+				before := p.offset
+				werr = p.absorb(buf)
+				written += p.offset - before
+				if werr != nil {
 					failed.Store(true)
-				} else {
-					p.offset += int64(len(buf))
-					written += int64(len(buf))
-					if onBytes != nil {
-						onBytes(p.offset)
-					}
-					if p.offset-p.lastCkpt >= p.every {
-						if err := p.save(); err != nil {
-							werr = err
-							failed.Store(true)
-						}
-					}
+				} else if onBytes != nil {
+					onBytes(p.offset)
 				}
 			}
 			free <- buf[:cap(buf)]
