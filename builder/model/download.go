@@ -244,6 +244,10 @@ func (f *Fetcher) download(ctx context.Context, p *partial, open opener, want Wa
 			}
 		}
 		if errors.Is(err, errRestart) {
+			var ce *changedError
+			if errors.As(err, &ce) {
+				f.warnf("%s: %v; starting again from byte 0", red, ce)
+			}
 			if err := p.reset(); err != nil {
 				return Result{}, err
 			}

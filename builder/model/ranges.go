@@ -176,15 +176,22 @@ func (f *Fetcher) receiveRanges(ctx context.Context, p *partial, o *opened, red 
 	first := *o
 	first.body = &onceCloser{ReadCloser: o.body}
 	o.body = first.body // download closes it again, harmlessly
-	r.target = 1
-	r.spawn(&first, false)
+	// The first piece is the first answer's: claimed here, before any other worker runs.
+	buf, err := f.pool.get(rctx)
+	if err != nil {
+		cancel(nil)
+		return err
+	}
+	r.target, r.workers = 1, 1
+	fs, fe, _ := r.claim()
+	r.wg.Add(1)
+	go r.worker(&first, false, &piece{start: fs, buf: buf[:fe-fs]})
 	r.grow(min(startConnections, f.perFile), task)
 
 	start := p.offset
 	pending := map[int64][]byte{}
 	tick := time.NewTicker(tuneEvery)
 	tn := tuner{cap: f.perFile, lastT: time.Now()}
-	var err error
 	for err == nil && p.offset < r.total {
 		select {
 		case pc := <-r.done:
@@ -273,16 +280,10 @@ func (r *rangeRun) shrink(n int, task *progress.Task) {
 	}
 }
 
-func (r *rangeRun) spawn(first *opened, token bool) {
-	r.mu.Lock()
-	r.spawnLocked(first, token)
-	r.mu.Unlock()
-}
-
 func (r *rangeRun) spawnLocked(first *opened, token bool) {
 	r.workers++
 	r.wg.Add(1)
-	go r.worker(first, token)
+	go r.worker(first, token, nil)
 }
 
 // claim takes the next piece, or reports that the worker should stop (nothing left, or more
@@ -300,8 +301,9 @@ func (r *rangeRun) claim() (start, end int64, ok bool) {
 	return start, end, true
 }
 
-// worker fetches pieces until none is left. token: it holds a connection of the budget.
-func (r *rangeRun) worker(first *opened, token bool) {
+// worker fetches pieces until none is left, starting with claimed when it is not nil.
+// token: it holds a connection of the budget.
+func (r *rangeRun) worker(first *opened, token bool, claimed *piece) {
 	defer r.wg.Done()
 	if token {
 		defer r.f.budget.release()
@@ -312,21 +314,28 @@ func (r *rangeRun) worker(first *opened, token bool) {
 		}
 	}()
 	for {
-		buf, err := r.f.pool.get(r.ctx)
-		if err != nil {
-			r.mu.Lock()
-			r.workers--
-			r.mu.Unlock()
-			return
+		var start, end int64
+		var b []byte
+		if claimed != nil {
+			start, b, claimed = claimed.start, claimed.buf, nil
+			end = start + int64(len(b))
+		} else {
+			buf, err := r.f.pool.get(r.ctx)
+			if err != nil {
+				r.mu.Lock()
+				r.workers--
+				r.mu.Unlock()
+				return
+			}
+			var ok bool
+			if start, end, ok = r.claim(); !ok {
+				r.f.pool.put(buf)
+				return
+			}
+			b = buf[:end-start]
 		}
-		start, end, ok := r.claim()
-		if !ok {
-			r.f.pool.put(buf)
-			return
-		}
-		b := buf[:end-start]
 		if err := r.fetchPiece(start, end, b, &first); err != nil {
-			r.f.pool.put(buf)
+			r.f.pool.put(b)
 			r.mu.Lock()
 			r.workers--
 			r.mu.Unlock()
