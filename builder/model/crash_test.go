@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +24,11 @@ func TestHelperDownloadProcess(t *testing.T) {
 	if url == "" {
 		t.Skip("only run as the child of TestResumeAfterKill")
 	}
-	f, err := New(Options{PartialDir: os.Getenv("MODEL_CHILD_PARTIAL"), CheckpointEvery: 256 << 10})
+	opts := Options{PartialDir: os.Getenv("MODEL_CHILD_PARTIAL"), CheckpointEvery: 256 << 10}
+	if os.Getenv("MODEL_CHILD_RANGED") != "" {
+		opts = rangedOpts(opts)
+	}
+	f, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +109,104 @@ func TestResumeAfterKill(t *testing.T) {
 	off, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(last.Range, "bytes="), "-"), 10, 64)
 	if off < ck.Offset || off > sentBeforeStall {
 		t.Fatalf("resumed with Range %q, want from the checkpoint (>= %d, <= %d)", last.Range, ck.Offset, sentBeforeStall)
+	}
+	if !strings.Contains(warn.String(), "resuming the download at byte") {
+		t.Fatalf("no resume warning: %s", warn)
+	}
+	emptyDir(t, partial)
+}
+
+// TestResumeRangedAfterKill kills a process downloading in parallel ranges with SIGKILL once
+// it has checkpointed; the download in this process resumes from the checkpoint, again in
+// parallel ranges, asking for nothing before the checkpoint, and the file, its checksum and
+// its NAR hash are right.
+func TestResumeRangedAfterKill(t *testing.T) {
+	data := testData(4<<20 + 999)
+	const stallFrom = 2 << 20
+	stall := make(chan struct{})
+	defer close(stall)
+	var killed atomic.Bool
+	fs := &fileServer{data: data, fault: func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if killed.Load() {
+			return false
+		}
+		// While the child runs, every piece from stallFrom on hangs until the test ends.
+		if a, _, ok := boundedRange(r); ok && a >= stallFrom {
+			select {
+			case <-stall:
+			case <-r.Context().Done():
+			}
+			return true
+		}
+		return false
+	}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	partial := filepath.Join(t.TempDir(), "partial")
+	url := srv.URL + "/ranged.safetensors"
+
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperDownloadProcess$", "-test.count=1")
+	child.Env = append(os.Environ(), "MODEL_CHILD_URL="+url, "MODEL_CHILD_PARTIAL="+partial, "MODEL_CHILD_RANGED=1")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var ck checkpoint
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		states, _ := filepath.Glob(filepath.Join(partial, "*.state"))
+		if len(states) == 1 {
+			if b, err := os.ReadFile(states[0]); err == nil && json.Unmarshal(b, &ck) == nil && ck.Offset >= stallFrom-(256<<10) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			t.Fatal("the child never checkpointed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	killed.Store(true)
+	if pieceRequests(fs.requests()) == 0 {
+		t.Fatal("the child did not download in ranges")
+	}
+	before := len(fs.requests())
+
+	f, warn := newTestFetcher(t, rangedOpts(Options{PartialDir: partial}))
+	dst := filepath.Join(t.TempDir(), "ranged.safetensors")
+	res, err := f.Fetch(context.Background(), mustSource(t, url), Want{}, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, data)
+	wantNar, _ := narOf(t, data)
+	if res.Checksum != sha256Of(data) || res.NarHash != wantNar {
+		t.Fatalf("result %+v", res)
+	}
+	after := fs.requests()[before:]
+	// Requests of the killed child may still reach the server; ours start with the probe
+	// from the checkpoint.
+	probe := -1
+	for i, r := range after {
+		if r.Range == fmt.Sprintf("bytes=%d-", ck.Offset) {
+			probe = i
+			break
+		}
+	}
+	if probe < 0 {
+		t.Fatalf("no probe from the checkpoint %d: %+v", ck.Offset, after)
+	}
+	for _, r := range after[probe:] {
+		a, _, _ := strings.Cut(strings.TrimPrefix(r.Range, "bytes="), "-")
+		if off, err := strconv.ParseInt(a, 10, 64); err != nil || off < ck.Offset {
+			t.Fatalf("asked for %q after resuming from %d", r.Range, ck.Offset)
+		}
+	}
+	if pieceRequests(after[probe:]) == 0 {
+		t.Fatalf("the resumed download did not use ranges: %+v", after[probe:])
 	}
 	if !strings.Contains(warn.String(), "resuming the download at byte") {
 		t.Fatalf("no resume warning: %s", warn)
