@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/md5"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"cloud.google.com/go/storage"
@@ -54,5 +56,58 @@ func TestGCSSource(t *testing.T) {
 	}
 	if _, err := f.Resolve(ctx, mustSource(t, "gs://models/missing.bin")); err == nil {
 		t.Fatal("a missing object resolved")
+	}
+}
+
+// rangeCounter is an http.RoundTripper that counts the requests carrying a bounded Range.
+type rangeCounter struct {
+	base   http.RoundTripper
+	ranged atomic.Int32
+}
+
+func (c *rangeCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, _, ok := boundedRange(r); ok {
+		c.ranged.Add(1)
+	}
+	return c.base.RoundTrip(r)
+}
+
+// TestGCSRanged reads a gs:// object in parallel ranged reads (the client library's
+// NewRangeReader, pinned to the object's generation) from fake-gcs-server.
+func TestGCSRanged(t *testing.T) {
+	data := testData(1<<20 + 17)
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{
+		Scheme: "http", Host: "127.0.0.1", Port: 0, PublicHost: "127.0.0.1",
+		InitialObjects: []fakestorage.Object{{
+			ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "models", Name: "big.safetensors"},
+			Content:     data,
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	ctx := context.Background()
+	rc := &rangeCounter{base: http.DefaultTransport}
+	client, err := storage.NewClient(ctx, option.WithEndpoint(srv.URL()+"/storage/v1/"), option.WithHTTPClient(&http.Client{Transport: rc}), storage.WithJSONReads())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	f, warn := newTestFetcher(t, rangedOpts(Options{GCS: client}))
+	dst := filepath.Join(t.TempDir(), "big")
+	res, err := f.Fetch(ctx, mustSource(t, "gs://models/big.safetensors"), Want{Checksum: sha256Of(data)}, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, data)
+	if wantNar, _ := narOf(t, data); res.NarHash != wantNar {
+		t.Fatalf("nar %s", res.NarHash)
+	}
+	if rc.ranged.Load() < 10 {
+		t.Fatalf("%d ranged reads, want the object read in pieces", rc.ranged.Load())
+	}
+	if warn.String() != "" {
+		t.Fatalf("warnings: %s", warn)
 	}
 }
