@@ -534,6 +534,15 @@ func buildOptions(doc *rawDoc, s *specs.Spec, d *diags) {
 			s.Options.Substituters = vs
 		}
 	}
+	if a := b.get("download_connections"); a != nil {
+		if n, ok := intVal(a, d); ok {
+			if n < 1 || n > specs.MaxDownloadConnections {
+				d.errorf(a.rng, a.path, "must be from 1 to %d (connections one model file is downloaded over), got %d", specs.MaxDownloadConnections, n)
+			} else {
+				s.Options.DownloadConnections = n
+			}
+		}
+	}
 }
 
 // Value conversions: strict, so that the JSON schema and this reader agree.

@@ -96,12 +96,15 @@ func FormatHCL(s *specs.Spec) ([]byte, error) {
 		body.SetAttributeValue("env", cty.ObjectVal(vals))
 	}
 	o := s.Options
-	if o.Offline || o.SkipModels || len(o.Substituters) > 0 {
+	if o.Offline || o.SkipModels || len(o.Substituters) > 0 || o.DownloadConnections > 0 {
 		body.AppendNewline()
 		ob := body.AppendNewBlock("options", nil).Body()
 		setBool(ob, "offline", o.Offline)
 		setBool(ob, "skip_models", o.SkipModels)
 		setList(ob, "substituters", o.Substituters)
+		if o.DownloadConnections > 0 {
+			ob.SetAttributeValue("download_connections", cty.NumberIntVal(int64(o.DownloadConnections)))
+		}
 	}
 	return hclwrite.Format(f.Bytes()), nil
 }

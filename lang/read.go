@@ -89,7 +89,7 @@ var (
 	nodeAttrs    = []string{"name", "repo", "ref", "commit", "registry", "version", "install_requirements", "writable", "submodules", "target_dir"}
 	modelAttrs   = []string{"source", "target_subdir", "target_path", "path", "name", "checksum"}
 	pythonAttrs  = []string{"version", "packages", "index_url", "extra_index_urls", "find_links", "constraints", "system_site_packages"}
-	optionsAttrs = []string{"offline", "skip_models", "substituters"}
+	optionsAttrs = []string{"offline", "skip_models", "substituters", "download_connections"}
 )
 
 func attrSchema(names ...string) []hcl.AttributeSchema {

@@ -13,7 +13,8 @@ import (
 // the evaluated spec with positions left out, custom nodes sorted by name, models sorted by
 // target, defaults spelt out (install_requirements true when unset, an empty python block
 // dropped) and map keys sorted, so the hash does not depend on the source language (JSON or
-// HCL), on key or block order, or on where anything was declared.
+// HCL), on key or block order, or on where anything was declared. options.download_connections
+// is left out: it tunes downloads, and changing it must not make a lock stale.
 func Hash(s *Spec) string {
 	b := CanonicalJSON(s)
 	sum := sha256.Sum256(b)
@@ -90,6 +91,8 @@ func canonical(s *Spec) *Spec {
 	if len(c.Options.Substituters) == 0 {
 		c.Options.Substituters = nil
 	}
+	// How many connections a model is fetched over changes nothing that is built.
+	c.Options.DownloadConnections = 0
 	return &c
 }
 

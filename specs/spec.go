@@ -86,7 +86,15 @@ type Options struct {
 	Offline      bool     `json:"offline,omitempty"`
 	SkipModels   bool     `json:"skip_models,omitempty"`
 	Substituters []string `json:"substituters,omitempty"`
+	// DownloadConnections caps the connections one model file is downloaded over (1 to
+	// MaxDownloadConnections; 0 means the default, 8). The build flag
+	// --download-connections overrides it. It tunes how models are fetched, not what is
+	// built: it is left out of the spec hash.
+	DownloadConnections int `json:"download_connections,omitempty"`
 }
+
+// MaxDownloadConnections is the largest options.download_connections.
+const MaxDownloadConnections = 64
 
 // Pos is a position in a spec file, 1-based. The zero Pos means "unknown".
 type Pos struct {

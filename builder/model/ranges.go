@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 // Parallel range downloads.
@@ -43,7 +44,7 @@ const (
 	// DefaultConnections is the default cap on the connections one file is downloaded over.
 	DefaultConnections = 8
 	// MaxConnections is the largest cap Options.Connections may set.
-	MaxConnections = 64
+	MaxConnections = specs.MaxDownloadConnections
 	// startConnections is how many connections a ranged download starts with.
 	startConnections = 4
 	// defaultPieceSize is the size of one range request.

@@ -28,6 +28,9 @@ type BuildOptions struct {
 	Offline    bool
 	// DownloadJobs limits model downloads at once.
 	DownloadJobs int
+	// DownloadConnections caps the connections of one model download (0: the spec's
+	// options.download_connections, else the default).
+	DownloadConnections int
 	// Subst are the binary-cache flags (--substituter, --trusted-key; CACHE).
 	Subst SubstituterFlags
 }
@@ -62,6 +65,7 @@ host. GIT_TOKENS="host=token,host2:8443=token2" gives a host its own token, wher
 	f.IntVarP(&o.Jobs, "jobs", "j", 0, "objects built at once (default: the number of CPUs)")
 	f.BoolVar(&o.SkipModels, "skip-models", false, "leave models out of the root")
 	f.IntVar(&o.DownloadJobs, "download-jobs", 4, "model downloads at once")
+	addDownloadConnectionsFlag(cmd, &o.DownloadConnections)
 	f.BoolVar(&o.Offline, "offline", false, "no network: resolve from local find_links, install wheels from the wheel cache and find_links only")
 	o.Subst.Register(f)
 	addVarFlag(cmd, &o.Vars)
@@ -71,6 +75,9 @@ host. GIT_TOKENS="host=token,host2:8443=token2" gives a host its own token, wher
 func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr io.Writer) error {
 	if o.Jobs < 0 {
 		return usageError(fmt.Errorf("-j %d: must be at least 1", o.Jobs))
+	}
+	if err := checkDownloadConnections(o.DownloadConnections); err != nil {
+		return err
 	}
 	spec, _, err := loadSpec(ctx, g, o.Arg, o.Vars)
 	if err != nil {
@@ -84,6 +91,9 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 		return err
 	}
 	defer done()
+	if o.DownloadConnections > 0 {
+		bo.Models.Connections = o.DownloadConnections
+	}
 	bo.DownloadJobs, bo.LockFile, bo.Jobs = o.DownloadJobs, o.LockFile, o.Jobs
 	bo.SkipModels, bo.Offline = o.SkipModels, o.Offline || bo.Offline
 	res, err := builder.Build(ctx, bo)

@@ -25,6 +25,8 @@ type VerifyModelsOptions struct {
 	ModelsDir    string
 	Overwrite    bool
 	DownloadJobs int
+	// DownloadConnections: see BuildOptions.
+	DownloadConnections int
 }
 
 func newVerifyModelsCmd(g *Globals) *cobra.Command {
@@ -56,6 +58,7 @@ own hosts and never logged or stored. gs:// sources use Google's default credent
 	f.StringVar(&o.ModelsDir, "models-dir", "", "check and fill an external models directory instead of the store")
 	f.BoolVar(&o.Overwrite, "overwrite", false, "replace files with the wrong hash in --models-dir")
 	f.IntVar(&o.DownloadJobs, "download-jobs", 4, "models checked or downloaded at once")
+	addDownloadConnectionsFlag(cmd, &o.DownloadConnections)
 	addVarFlag(cmd, &o.Vars)
 	return cmd
 }
@@ -63,6 +66,9 @@ own hosts and never logged or stored. gs:// sources use Google's default credent
 func runVerifyModels(ctx context.Context, g *Globals, o *VerifyModelsOptions, stdout, stderr io.Writer) error {
 	if o.DownloadJobs < 1 {
 		return usageError(fmt.Errorf("--download-jobs %d: must be at least 1", o.DownloadJobs))
+	}
+	if err := checkDownloadConnections(o.DownloadConnections); err != nil {
+		return err
 	}
 	if o.Overwrite && o.ModelsDir == "" {
 		return usageError(fmt.Errorf("--overwrite only applies to --models-dir (store objects are repaired by `store verify --repair`)"))
@@ -84,6 +90,10 @@ func runVerifyModels(ctx context.Context, g *Globals, o *VerifyModelsOptions, st
 	}
 	defer done()
 	mo, pr := bo.Models, bo.Progress
+	if o.DownloadConnections > 0 {
+		mo.Connections = o.DownloadConnections
+		bo.Models = mo
+	}
 	bo.LockFile, bo.DownloadJobs = o.LockFile, o.DownloadJobs
 	lock, _, _, err := builder.EnsureLock(ctx, bo)
 	if err != nil {
@@ -152,6 +162,9 @@ func modelOptions(ctx context.Context, spec *specs.Spec) (model.Options, func(),
 		HFEndpoint:      os.Getenv("HF_ENDPOINT"),
 		CivitaiEndpoint: os.Getenv("CIVITAI_ENDPOINT"),
 	}
+	if spec != nil {
+		o.Connections = spec.Options.DownloadConnections
+	}
 	needGCS := false
 	if spec != nil {
 		for _, m := range spec.Models {
@@ -169,4 +182,16 @@ func modelOptions(ctx context.Context, spec *specs.Spec) (model.Options, func(),
 	}
 	o.GCS = c
 	return o, func() { c.Close() }, nil
+}
+
+// addDownloadConnectionsFlag registers --download-connections.
+func addDownloadConnectionsFlag(cmd *cobra.Command, n *int) {
+	cmd.Flags().IntVar(n, "download-connections", 0, fmt.Sprintf("most connections one model file is downloaded over, when its server serves ranges (1 to %d; default: the spec's options.download_connections, else %d); all downloads at once share twice that many", model.MaxConnections, model.DefaultConnections))
+}
+
+func checkDownloadConnections(n int) error {
+	if n < 0 || n > model.MaxConnections {
+		return usageError(fmt.Errorf("--download-connections %d: must be from 1 to %d", n, model.MaxConnections))
+	}
+	return nil
 }

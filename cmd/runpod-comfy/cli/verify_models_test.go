@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 // TestTokensNeverLeak sets every token variable to a marker and builds a version whose models
@@ -111,7 +113,7 @@ func TestTokensNeverLeak(t *testing.T) {
 
 	var output strings.Builder
 	for _, args := range [][]string{
-		{"build", "sec", "--download-jobs", "2"},
+		{"build", "sec", "--download-jobs", "2", "--download-connections", "3"},
 		{"-v", "verify-models", "sec"},
 		{"verify-models", "sec", "--models-dir", ext},
 		{"--json", "resolve", "sec", "--update"},
@@ -196,4 +198,30 @@ func runCaptured(t *testing.T, args []string) (string, int) {
 	os.Stdout, os.Stderr = stdout, stderr
 	b, _ := os.ReadFile(f.Name())
 	return string(b), code
+}
+
+// TestDownloadConnectionsFlag: --download-connections out of 1..64 is a usage error naming
+// the flag, before anything is read.
+func TestDownloadConnectionsFlag(t *testing.T) {
+	for _, cmd := range []string{"build", "verify-models"} {
+		for _, n := range []string{"-1", "65"} {
+			out, code := runCaptured(t, []string{"--root", t.TempDir(), cmd, "nosuch", "--download-connections", n})
+			if code == 0 || !strings.Contains(out, "--download-connections "+n+": must be from 1 to 64") {
+				t.Fatalf("%s --download-connections %s: exit %d\n%s", cmd, n, code, out)
+			}
+		}
+	}
+}
+
+// TestDownloadConnectionsFromSpec: the spec's options.download_connections reaches the model
+// download options.
+func TestDownloadConnectionsFromSpec(t *testing.T) {
+	o, done, err := modelOptions(context.Background(), &specs.Spec{Options: specs.Options{DownloadConnections: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	if o.Connections != 5 {
+		t.Fatalf("Connections %d, want 5", o.Connections)
+	}
 }
