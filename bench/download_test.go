@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,8 +43,9 @@ func makeModelFile(tb testing.TB, path string, size int64, seed uint64) model.Ch
 	return model.Checksum{Algo: model.SHA256, Hex: fmt.Sprintf("%x", h.Sum(nil))}
 }
 
-// fileServer serves the files of dir with Range support (sendfile), optionally throttled to
-// limit bytes per second per response, as a CDN limits one connection.
+// fileServer serves the files of dir as net/http's file server does (ranges, If-Range, a
+// Last-Modified validator), with every response throttled to limit bytes per second when
+// limit > 0, as a CDN caps one connection. Unthrottled, whole files go out with sendfile.
 func fileServer(dir string, limit int64) *httptest.Server {
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := os.Open(filepath.Join(dir, filepath.Base(r.URL.Path)))
@@ -51,52 +54,66 @@ func fileServer(dir string, limit int64) *httptest.Server {
 			return
 		}
 		defer f.Close()
-		w.Header().Set("Content-Type", "application/octet-stream")
-		if limit <= 0 {
-			http.ServeContent(w, r, "", time.Time{}, f)
+		fi, err := f.Stat()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		fi, _ := f.Stat()
-		w.Header().Set("Content-Length", fmt.Sprint(fi.Size()))
-		start := time.Now()
-		var sent int64
-		buf := make([]byte, 256<<10)
-		for {
-			n, err := f.Read(buf)
-			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil {
-					return
-				}
-				sent += int64(n)
-				if ahead := time.Duration(float64(sent)/float64(limit)*float64(time.Second)) - time.Since(start); ahead > 0 {
-					time.Sleep(ahead)
-				}
-			}
-			if err != nil {
-				return
-			}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+		if limit > 0 {
+			w = &throttled{ResponseWriter: w, limit: limit, start: time.Now()}
 		}
+		http.ServeContent(w, r, "", fi.ModTime(), f)
 	}))
 }
 
+// throttled paces the body of one response to limit bytes per second.
+type throttled struct {
+	http.ResponseWriter
+	limit int64
+	start time.Time
+	sent  int64
+}
+
+func (t *throttled) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := min(len(p), 64<<10)
+		m, err := t.ResponseWriter.Write(p[:c])
+		n += m
+		t.sent += int64(m)
+		if err != nil {
+			return n, err
+		}
+		p = p[c:]
+		if ahead := time.Duration(float64(t.sent)/float64(t.limit)*float64(time.Second)) - time.Since(t.start); ahead > 0 {
+			time.Sleep(ahead)
+		}
+	}
+	return n, nil
+}
+
 // TestHelperModelServer is not a test: run by startServerProcess as a child process, it
-// serves $MODEL_SERVER_DIR on a loopback port, prints the URL and serves until killed.
+// serves $MODEL_SERVER_DIR on a loopback port (each response capped at $MODEL_SERVER_LIMIT
+// bytes per second when set), prints the URL and serves until killed.
 func TestHelperModelServer(t *testing.T) {
 	dir := os.Getenv("MODEL_SERVER_DIR")
 	if dir == "" {
 		t.Skip("only run as the server process of the download benchmarks")
 	}
-	srv := fileServer(dir, 0)
+	limit, _ := strconv.ParseInt(os.Getenv("MODEL_SERVER_LIMIT"), 10, 64)
+	srv := fileServer(dir, limit)
 	fmt.Println("URL " + srv.URL)
 	select {}
 }
 
 // startServerProcess serves dir from a separate process, so that the server does not share
 // the benchmark's Go runtime with the downloader being measured (curl runs as a process too).
-func startServerProcess(tb testing.TB, dir string) string {
+func startServerProcess(tb testing.TB, dir string, limit int64) string {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperModelServer$", "-test.bench=^$", "-test.v=false")
-	cmd.Env = append(os.Environ(), "MODEL_SERVER_DIR="+dir)
+	cmd.Env = append(os.Environ(), "MODEL_SERVER_DIR="+dir, fmt.Sprintf("MODEL_SERVER_LIMIT=%d", limit))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -132,8 +149,11 @@ func processCPU(tb testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// newBenchFetcher returns a Fetcher with the default options; $BENCH_CONNECTIONS sets
+// Options.Connections (1: one connection per file, as before ranged downloads).
 func newBenchFetcher(tb testing.TB) *model.Fetcher {
-	f, err := model.New(model.Options{PartialDir: filepath.Join(tb.TempDir(), "partial")})
+	conns, _ := strconv.Atoi(os.Getenv("BENCH_CONNECTIONS"))
+	f, err := model.New(model.Options{PartialDir: filepath.Join(tb.TempDir(), "partial"), Connections: conns})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -159,71 +179,148 @@ func fetchOnce(tb testing.TB, f *model.Fetcher, url, dst string, want model.Want
 	return el
 }
 
-// BenchmarkModelDownload1GiB downloads a 1 GiB file from a loopback server (a separate
-// process, sendfile), verifying its
-// sha256 and computing its NAR hash in the same pass, beside `curl -o` of the same file (no
-// hashing) in the same run, and beside `curl -o` followed by `openssl dgst -sha256` of the file
-// (the check a user would run, a second read). Each side runs twice (curl, ours, ours, curl), each after a sync
-// and with its output removed afterwards; the best time of each counts.
-func BenchmarkModelDownload1GiB(b *testing.B) {
+// benchRuns is how many times each side runs in a comparison ($BENCH_RUNS, default 5).
+func benchRuns() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_RUNS")); err == nil && n > 0 {
+		return n
+	}
+	return 5
+}
+
+// side is one downloader in a comparison: run downloads url to dst and checks it.
+type side struct {
+	name  string
+	run   func(dst string)
+	times []time.Duration
+}
+
+// compare runs every side runs times, rotating the order each round so that no side always
+// runs first, each after a sync and with its output removed afterwards, and reports the
+// median time of each side (s_<name>), its range in the log, and the median ratio of each
+// side's time to the first side's (x_<name>: how many times longer the peer takes).
+// $BENCH_ONLY=<name> runs that side alone (e.g. "ours" under -cpuprofile).
+func compare(b *testing.B, out string, sides []*side) {
+	runs := benchRuns()
+	if only := os.Getenv("BENCH_ONLY"); only != "" {
+		sides = slices.DeleteFunc(slices.Clone(sides), func(s *side) bool { return s.name != only })
+	}
+	for round := range runs {
+		for i := range sides {
+			sd := sides[(round+i)%len(sides)]
+			dst := filepath.Join(out, sd.name+".bin")
+			os.Remove(dst)
+			syscall.Sync() // start each run without others' dirty pages to write back
+			start := time.Now()
+			sd.run(dst)
+			sd.times = append(sd.times, time.Since(start))
+			os.Remove(dst) // dropped before it is written back
+		}
+	}
+	med := func(ds []time.Duration) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	if len(sides) == 0 {
+		b.Fatal("$BENCH_ONLY names no side")
+	}
+	ours := med(sides[0].times)
+	for _, sd := range sides {
+		m := med(sd.times)
+		b.ReportMetric(m.Seconds(), "s_"+sd.name)
+		if sd != sides[0] {
+			b.ReportMetric(m.Seconds()/ours.Seconds(), "x_"+sd.name)
+		}
+		b.Logf("%-16s median %6.2fs  range %6.2f-%6.2fs  runs %v", sd.name, m.Seconds(), slices.Min(sd.times).Seconds(), slices.Max(sd.times).Seconds(), roundAll(sd.times))
+	}
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(10 * time.Millisecond)
+	}
+	return out
+}
+
+// downloadSides are runpod-comfy (sha256 and NAR hash in the same pass, the file checked
+// against its checksum and size), curl -o alone, curl -o then sha256sum (what a user runs to
+// get a checked file), and aria2c -x8 -s8 with its sha-256 check, when installed.
+func downloadSides(b *testing.B, url string, size int64, sum model.Checksum) []*side {
+	f := newBenchFetcher(b)
+	var cpu []time.Duration
+	sides := []*side{{name: "ours", run: func(dst string) {
+		c0 := processCPU(b)
+		fetchOnce(b, f, url, dst, model.Want{Checksum: sum, Size: size})
+		cpu = append(cpu, processCPU(b)-c0)
+	}}}
+	b.Cleanup(func() {
+		if len(cpu) > 0 {
+			b.Logf("ours CPU (user+system, server excluded): %v", roundAll(cpu))
+		}
+	})
 	if _, err := exec.LookPath("curl"); err != nil {
 		b.Skip("curl not found: it is the baseline")
 	}
+	sides = append(sides, &side{name: "curl", run: func(dst string) {
+		if o, err := exec.Command("curl", "-sS", "-o", dst, url).CombinedOutput(); err != nil {
+			b.Fatalf("curl: %v\n%s", err, o)
+		}
+	}}, &side{name: "curl+sha256sum", run: func(dst string) {
+		if o, err := exec.Command("curl", "-sS", "-o", dst, url).CombinedOutput(); err != nil {
+			b.Fatalf("curl: %v\n%s", err, o)
+		}
+		if o, err := exec.Command("sha256sum", dst).CombinedOutput(); err != nil || !strings.Contains(string(o), sum.Hex) {
+			b.Fatalf("sha256sum: %v\n%s", err, o)
+		}
+	}})
+	if _, err := exec.LookPath("aria2c"); err != nil {
+		b.Log("aria2c not found (apt-get install -y aria2): comparing with curl only")
+		return sides
+	}
+	return append(sides, &side{name: "aria2c", run: func(dst string) {
+		cmd := exec.Command("aria2c", "-q", "-x8", "-s8", "--checksum=sha-256="+sum.Hex, "--allow-overwrite=true",
+			"--auto-file-renaming=false", "-d", filepath.Dir(dst), "-o", filepath.Base(dst), url)
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("aria2c: %v\n%s", err, o)
+		}
+	}})
+}
+
+// BenchmarkModelDownload1GiB downloads a 1 GiB file from an unthrottled loopback server (a
+// separate process, sendfile: the CPU is the limit), beside curl, curl + sha256sum and
+// aria2c; see compare.
+func BenchmarkModelDownload1GiB(b *testing.B) {
 	const size = 1 << 30
 	dir := b.TempDir()
 	sum := makeModelFile(b, filepath.Join(dir, "model.safetensors"), size, 1)
+	url := startServerProcess(b, dir, 0) + "/model.safetensors"
+	sides := downloadSides(b, url, size, sum)
 	out := b.TempDir()
-	url := startServerProcess(b, dir) + "/model.safetensors"
-	f := newBenchFetcher(b)
 	for b.Loop() {
-		best := func(d, prev time.Duration) time.Duration {
-			if prev == 0 || d < prev {
-				return d
+		compare(b, out, sides)
+	}
+}
+
+// BenchmarkModelDownloadCapped downloads from a loopback server (a separate process) that
+// caps every response at 40 MB/s, as Hugging Face's and Civitai's CDNs cap one connection:
+// a 300 MB model and a 1 GiB one, beside curl (one connection), curl + sha256sum and
+// aria2c -x8 -s8.
+func BenchmarkModelDownloadCapped(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		size int64
+	}{{"300MB", 300_000_000}, {"1GiB", 1 << 30}} {
+		b.Run(c.name, func(b *testing.B) {
+			dir := b.TempDir()
+			sum := makeModelFile(b, filepath.Join(dir, "model.safetensors"), c.size, 2)
+			url := startServerProcess(b, dir, 40_000_000) + "/model.safetensors"
+			sides := downloadSides(b, url, c.size, sum)
+			out := b.TempDir()
+			for b.Loop() {
+				compare(b, out, sides)
 			}
-			return prev
-		}
-		var ours, curl, check, oursCPU, curlCPU time.Duration
-		runCurl := func() {
-			dst := filepath.Join(out, "curl.bin")
-			syscall.Sync() // start each run without others' dirty pages to write back
-			start := time.Now()
-			cmd := exec.Command("curl", "-sS", "-o", dst, url)
-			if o, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("curl: %v\n%s", err, o)
-			}
-			curl = best(time.Since(start), curl)
-			curlCPU = best(cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime(), curlCPU)
-			// What a user does to check the file: a second read with openssl.
-			start = time.Now()
-			o, err := exec.Command("openssl", "dgst", "-sha256", dst).CombinedOutput()
-			if err != nil || !strings.Contains(string(o), sum.Hex) {
-				b.Fatalf("openssl dgst: %v\n%s", err, o)
-			}
-			check = best(time.Since(start), check)
-			os.Remove(dst) // dropped before it is written back, like ours below
-		}
-		runOurs := func() {
-			dst := filepath.Join(out, "ours.bin")
-			syscall.Sync()
-			cpu0 := processCPU(b)
-			ours = best(fetchOnce(b, f, url, dst, model.Want{Checksum: sum, Size: size}), ours)
-			oursCPU = best(processCPU(b)-cpu0, oursCPU)
-			os.Remove(dst)
-		}
-		// Alternate the order so neither side always runs first.
-		runCurl()
-		runOurs()
-		runOurs()
-		runCurl()
-		mb := float64(size) / (1 << 20)
-		b.ReportMetric(mb/ours.Seconds(), "MiB/s")
-		b.ReportMetric(mb/curl.Seconds(), "curl_MiB/s")
-		b.ReportMetric(curl.Seconds()/ours.Seconds(), "x_vs_curl")
-		b.ReportMetric((curl+check).Seconds()/ours.Seconds(), "x_vs_curl+openssl")
-		// CPU seconds (user+system) of the downloader alone, the server excluded: on a shared
-		// machine this is steadier than the throughput, and it is what the throughput costs.
-		b.ReportMetric(oursCPU.Seconds(), "cpu_s")
-		b.ReportMetric(curlCPU.Seconds(), "curl_cpu_s")
+		})
 	}
 }
 
