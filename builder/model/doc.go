@@ -18,6 +18,15 @@
 //     far) and "<key>.state" (a checkpoint of the offset and of every hash's state, from
 //     crypto's MarshalBinary). An interrupted download resumes with an HTTP Range request from
 //     the checkpoint; "<key>.lock" keeps two processes off one partial.
+//   - Ranged download: when the first answer of a try (to "Range: bytes=<offset>-") is a 206
+//     with the right Content-Range, a known size and a validator, the rest of the file is
+//     fetched in pieces over several connections (ranges.go), each answer checked to be exactly
+//     its range of the same file; the pieces are hashed and written in order from their
+//     buffers, so the partial stays a prefix and nothing is read back. A lying server falls
+//     back to one connection; a changed file restarts from byte 0.
+//   - Connections: Options.Connections caps one file's connections (default 8); the Fetcher's
+//     budget (Options.ConnectionBudget, default twice that) and its 64 MiB pool of piece
+//     buffers are shared by all its downloads, so several models at once stay within both.
 //   - Retry: network errors, 408, 429 (honouring Retry-After) and 5xx are retried with
 //     exponential backoff and jitter; a try that made progress resets the count.
 //   - Tokens: the Hugging Face and Civitai tokens are given to the Fetcher (cmd reads HF_TOKEN
