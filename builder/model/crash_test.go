@@ -36,6 +36,42 @@ func TestHelperDownloadProcess(t *testing.T) {
 	f.Fetch(context.Background(), src, Want{}, filepath.Join(t.TempDir(), "never"), nil)
 }
 
+// killChildAfterCheckpoint runs TestHelperDownloadProcess as a child process downloading url
+// (in ranges when ranged) and kills it with SIGKILL once its checkpoint has reached minOffset
+// (waiting at most 30 s), returning that checkpoint.
+func killChildAfterCheckpoint(t *testing.T, url, partial string, minOffset int64, ranged bool) checkpoint {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperDownloadProcess$", "-test.count=1")
+	child.Env = append(os.Environ(), "MODEL_CHILD_URL="+url, "MODEL_CHILD_PARTIAL="+partial)
+	if ranged {
+		child.Env = append(child.Env, "MODEL_CHILD_RANGED=1")
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var ck checkpoint
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		states, _ := filepath.Glob(filepath.Join(partial, "*.state"))
+		if len(states) == 1 {
+			if b, err := os.ReadFile(states[0]); err == nil && json.Unmarshal(b, &ck) == nil && ck.Offset >= minOffset {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			child.Wait()
+			t.Fatal("the child never checkpointed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	return ck
+}
+
 // TestResumeAfterKill kills a downloading process with SIGKILL once it has checkpointed, then
 // downloads again in this process: the dead process's lock is broken, the download resumes
 // from the checkpoint with a Range request, and the result is right.
@@ -65,31 +101,7 @@ func TestResumeAfterKill(t *testing.T) {
 	partial := filepath.Join(t.TempDir(), "partial")
 	url := srv.URL + "/killed.safetensors"
 
-	child := exec.Command(os.Args[0], "-test.run=^TestHelperDownloadProcess$", "-test.count=1")
-	child.Env = append(os.Environ(), "MODEL_CHILD_URL="+url, "MODEL_CHILD_PARTIAL="+partial)
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Wait (bounded) until the child has checkpointed most of what it received.
-	var ck checkpoint
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		states, _ := filepath.Glob(filepath.Join(partial, "*.state"))
-		if len(states) == 1 {
-			if b, err := os.ReadFile(states[0]); err == nil && json.Unmarshal(b, &ck) == nil && ck.Offset >= 2<<20 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			child.Process.Kill()
-			t.Fatal("the child never checkpointed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
+	ck := killChildAfterCheckpoint(t, url, partial, 2<<20, false)
 	if locks, _ := filepath.Glob(filepath.Join(partial, "*.lock")); len(locks) != 1 {
 		t.Fatalf("the killed child should have left its lock, found %v", locks)
 	}
@@ -145,30 +157,7 @@ func TestResumeRangedAfterKill(t *testing.T) {
 	partial := filepath.Join(t.TempDir(), "partial")
 	url := srv.URL + "/ranged.safetensors"
 
-	child := exec.Command(os.Args[0], "-test.run=^TestHelperDownloadProcess$", "-test.count=1")
-	child.Env = append(os.Environ(), "MODEL_CHILD_URL="+url, "MODEL_CHILD_PARTIAL="+partial, "MODEL_CHILD_RANGED=1")
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var ck checkpoint
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		states, _ := filepath.Glob(filepath.Join(partial, "*.state"))
-		if len(states) == 1 {
-			if b, err := os.ReadFile(states[0]); err == nil && json.Unmarshal(b, &ck) == nil && ck.Offset >= stallFrom-(256<<10) {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			child.Process.Kill()
-			t.Fatal("the child never checkpointed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
+	ck := killChildAfterCheckpoint(t, url, partial, stallFrom-(256<<10), true)
 	killed.Store(true)
 	if pieceRequests(fs.requests()) == 0 {
 		t.Fatal("the child did not download in ranges")

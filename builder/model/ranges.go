@@ -198,6 +198,9 @@ func (f *Fetcher) receiveRanges(ctx context.Context, p *partial, o *opened, red 
 		case pc := <-r.done:
 			pending[pc.start] = pc.buf
 		case now := <-tick.C:
+			if task != nil {
+				task.SetBytes(min(start+r.recv.Load(), r.total), r.total)
+			}
 			if n := tn.step(now, r.recv.Load(), r.current()); n != r.current() {
 				if n > r.current() {
 					r.grow(n, task)

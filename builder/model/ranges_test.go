@@ -52,6 +52,17 @@ func pieceRequests(reqs []request) int {
 	return n
 }
 
+// enter counts a request in: active rises by one and peak keeps the highest active seen.
+func enter(active, peak *atomic.Int32) int32 {
+	a := active.Add(1)
+	for {
+		p := peak.Load()
+		if a <= p || peak.CompareAndSwap(p, a) {
+			return a
+		}
+	}
+}
+
 func narOf(t *testing.T, data []byte) (string, int64) {
 	t.Helper()
 	ref := filepath.Join(t.TempDir(), "ref")
@@ -75,14 +86,8 @@ func TestRangedDownload(t *testing.T) {
 	two := make(chan struct{})
 	fs := &fileServer{data: data, fault: func(w http.ResponseWriter, r *http.Request, n int) bool {
 		if _, _, ok := boundedRange(r); ok {
-			a := active.Add(1)
+			a := enter(&active, &peak)
 			defer active.Add(-1)
-			for {
-				p := peak.Load()
-				if a <= p || peak.CompareAndSwap(p, a) {
-					break
-				}
-			}
 			if a >= 2 {
 				concurrent.Do(func() { close(two) })
 			}
@@ -455,14 +460,8 @@ func TestConnectionBudgetShared(t *testing.T) {
 		files[fmt.Sprintf("/m%d", i)] = testData(1<<20 + 100*i)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := active.Add(1)
+		enter(&active, &peak)
 		defer active.Add(-1)
-		for {
-			p := peak.Load()
-			if a <= p || peak.CompareAndSwap(p, a) {
-				break
-			}
-		}
 		serveRange(w, r, files[r.URL.Path], "")
 	}))
 	defer srv.Close()
