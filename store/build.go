@@ -199,7 +199,7 @@ func (s *Store) addLeased(ctx context.Context, l *Lease, p Path, opts AddOptions
 	if addr, fixed, err := parseFixed(p, opts.Fingerprint); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
 	} else if fixed {
-		narHash, narSize, files, err = hashAddressed(p, out, addr)
+		narHash, narSize, files, err = hashAddressed(ctx, p, out, addr)
 		var ce *ContentAddressError
 		if errors.As(err, &ce) {
 			return nil, err

@@ -1,11 +1,11 @@
 package store
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -89,74 +89,108 @@ func fixedFingerprintOf(m *Meta) (fp string, claimed bool) {
 	return "", claimed
 }
 
-// hashFixedFile reads the single regular file at path once and returns its NAR hash and size
-// and its content hash (hex) in algo.
-func hashFixedFile(path, algo string) (narHash string, narSize int64, content string, err error) {
+// HashContent reads the regular file at path once and returns its content hash (hex) in algo
+// ("sha256" or "md5", as in FixedFingerprint) and its size, stopping with ctx's error when
+// ctx ends. builder/model checks model files with it, so the store is the one owner of how a
+// fixed object's content is hashed.
+func HashContent(ctx context.Context, path, algo string) (hex string, size int64, err error) {
+	h, err := hashFile(ctx, path, false, algo)
+	if err != nil {
+		return "", 0, err
+	}
+	return h.content[0], h.size, nil
+}
+
+// fileHashes are the hashes of one regular file read once.
+type fileHashes struct {
+	size    int64
+	narHash string // "sha256:<nix32>", when asked for
+	narSize int64
+	content []string // hex, one per algorithm asked for, in order
+}
+
+// hashFile reads the regular file at path once through a content hash for each of algos and,
+// when withNar, the NAR hasher. It fails when the file's size changes while it is read and
+// stops with ctx's error when ctx ends.
+func hashFile(ctx context.Context, path string, withNar bool, algos ...string) (fileHashes, error) {
+	var out fileHashes
 	f, err := os.Open(path)
 	if err != nil {
-		return "", 0, "", err
+		return out, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return "", 0, "", err
+		return out, err
 	}
 	if !fi.Mode().IsRegular() {
-		return "", 0, "", errors.New("not a regular file")
+		return out, fmt.Errorf("%s: not a regular file", path)
 	}
-	exec := fi.Mode()&0o100 != 0
-	narH, contentH := nar.NewFileHasher(fi.Size(), exec), NewContentHash(algo)
-	n, err := io.Copy(io.MultiWriter(narH, contentH), f)
-	if err != nil {
-		return "", 0, "", err
+	var ws []io.Writer
+	hs := make([]hash.Hash, len(algos))
+	for i, algo := range algos {
+		if hs[i] = NewContentHash(algo); hs[i] == nil {
+			return out, fmt.Errorf("unknown checksum algorithm %q", algo)
+		}
+		ws = append(ws, hs[i])
 	}
-	if n != fi.Size() {
-		return "", 0, "", fmt.Errorf("%s changed while it was read", path)
+	var narH *nar.FileHasher
+	if withNar {
+		narH = nar.NewFileHasher(fi.Size(), fi.Mode()&0o100 != 0)
+		ws = append(ws, narH)
 	}
-	narHash, narSize, err = narH.Finish()
-	if err != nil {
-		return "", 0, "", err
+	w := io.MultiWriter(ws...)
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		n, rerr := f.Read(buf)
+		if n > 0 {
+			w.Write(buf[:n]) // hashes never fail
+			out.size += int64(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return out, fmt.Errorf("hashing %s: %w", path, rerr)
+		}
 	}
-	return narHash, narSize, hex.EncodeToString(contentH.Sum(nil)), nil
+	if out.size != fi.Size() {
+		return out, fmt.Errorf("%s changed while it was read", path)
+	}
+	if withNar {
+		if out.narHash, out.narSize, err = narH.Finish(); err != nil {
+			return out, err
+		}
+	}
+	for _, h := range hs {
+		out.content = append(out.content, hex.EncodeToString(h.Sum(nil)))
+	}
+	return out, nil
 }
 
 // modelAddressed reads the single regular file at path once and returns its NAR hash and
 // whether its sha256 or md5, as a fixed fingerprint with p's name, gives p's digest: the
 // check for a model whose metadata names no content address (metadata a cache wrote).
-func modelAddressed(p Path, path string) (narHash string, ok bool, err error) {
-	f, err := os.Open(path)
+func modelAddressed(ctx context.Context, p Path, path string) (narHash string, ok bool, err error) {
+	algos := []string{"sha256", "md5"}
+	h, err := hashFile(ctx, path, true, algos...)
 	if err != nil {
 		return "", false, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", false, err
-	}
-	exec := fi.Mode()&0o100 != 0
-	narH, sh, mh := nar.NewFileHasher(fi.Size(), exec), sha256.New(), md5.New()
-	n, err := io.Copy(io.MultiWriter(narH, sh, mh), f)
-	if err != nil {
-		return "", false, err
-	}
-	if n != fi.Size() {
-		return "", false, fmt.Errorf("%s changed while it was read", path)
-	}
-	narHash, _, err = narH.Finish()
-	if err != nil {
-		return "", false, err
-	}
-	for algo, h := range map[string]hash.Hash{"sha256": sh, "md5": mh} {
-		if DigestOf(FixedFingerprint(algo, hex.EncodeToString(h.Sum(nil)), p.Name())) == p.Digest() {
+	for i, algo := range algos {
+		if DigestOf(FixedFingerprint(algo, h.content[i], p.Name())) == p.Digest() {
 			ok = true
 		}
 	}
-	return narHash, ok, nil
+	return h.narHash, ok, nil
 }
 
 // hashAddressed hashes the object at out like hashObject and, when addr is set, checks that it
 // is a single regular file with that content hash, reading it once.
-func hashAddressed(p Path, out string, addr fixedAddr) (string, int64, []nar.File, error) {
+func hashAddressed(ctx context.Context, p Path, out string, addr fixedAddr) (string, int64, []nar.File, error) {
 	fi, err := os.Lstat(out)
 	if err != nil {
 		return "", 0, nil, err
@@ -164,12 +198,12 @@ func hashAddressed(p Path, out string, addr fixedAddr) (string, int64, []nar.Fil
 	if !fi.Mode().IsRegular() {
 		return "", 0, nil, &ContentAddressError{Path: p, Algo: addr.algo, Want: addr.hex}
 	}
-	narHash, narSize, got, err := hashFixedFile(out, addr.algo)
+	h, err := hashFile(ctx, out, true, addr.algo)
 	if err != nil {
 		return "", 0, nil, err
 	}
-	if got != addr.hex {
-		return "", 0, nil, &ContentAddressError{Path: p, Algo: addr.algo, Want: addr.hex, Got: got}
+	if h.content[0] != addr.hex {
+		return "", 0, nil, &ContentAddressError{Path: p, Algo: addr.algo, Want: addr.hex, Got: h.content[0]}
 	}
-	return narHash, narSize, nil, nil
+	return h.narHash, h.narSize, nil, nil
 }

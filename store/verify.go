@@ -120,7 +120,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				results[i] = s.verifyOne(todo[i], metas)
+				results[i] = s.verifyOne(ctx, todo[i], metas)
 			}
 		}()
 	}
@@ -186,7 +186,7 @@ feed:
 	return rep, nil
 }
 
-func (s *Store) verifyOne(m *Meta, metas map[Path]*Meta) []Problem {
+func (s *Store) verifyOne(ctx context.Context, m *Meta, metas map[Path]*Meta) []Problem {
 	var out []Problem
 	abs := s.Abs(m.Path)
 	fi, err := os.Lstat(abs)
@@ -223,17 +223,18 @@ func (s *Store) verifyOne(m *Meta, metas map[Path]*Meta) []Problem {
 		// A model always lives at its content address; metadata without one (from an older
 		// substitution) is checked against the path itself.
 		var ok bool
-		narHash, ok, err = modelAddressed(m.Path, abs)
+		narHash, ok, err = modelAddressed(ctx, m.Path, abs)
 		if err == nil && !ok {
 			out = append(out, Problem{Path: m.Path.String(), Kind: "content-address", Files: []string{""},
 				Detail: "a model whose sha256 and md5 both differ from the checksum its store path addresses"})
 		}
 	case fixed && fi.Mode().IsRegular():
-		var content string
-		narHash, _, content, err = hashFixedFile(abs, addr.algo)
-		if err == nil && content != addr.hex {
+		var h fileHashes
+		h, err = hashFile(ctx, abs, true, addr.algo)
+		narHash = h.narHash
+		if err == nil && h.content[0] != addr.hex {
 			out = append(out, Problem{Path: m.Path.String(), Kind: "content-address", Files: []string{""},
-				Detail: (&ContentAddressError{Path: m.Path, Algo: addr.algo, Want: addr.hex, Got: content}).Error()})
+				Detail: (&ContentAddressError{Path: m.Path, Algo: addr.algo, Want: addr.hex, Got: h.content[0]}).Error()})
 		}
 	case fi.IsDir():
 		if fixed {

@@ -105,7 +105,7 @@ func storeAdopted(ctx context.Context, s *store.Store, p store.Path, kind string
 
 // placeAdopted makes out a reflink of file, else a hard link to it, else a copy.
 func placeAdopted(file, out string) (string, error) {
-	if err := reflink(file, out); err == nil {
+	if err := newFileFrom(file, out, reflink); err == nil {
 		return AdoptReflink, nil
 	}
 	if fi, err := os.Stat(file); err == nil && fi.Mode()&0o111 == 0 {
@@ -113,14 +113,15 @@ func placeAdopted(file, out string) (string, error) {
 			return AdoptHardLink, nil
 		}
 	}
-	if err := copyFile(file, out); err != nil {
+	if err := newFileFrom(file, out, copyInto); err != nil {
 		return "", err
 	}
 	return AdoptCopy, nil
 }
 
-// reflink clones file to a new file out sharing its blocks (FICLONE: btrfs, XFS, ...).
-func reflink(file, out string) error {
+// newFileFrom creates out, which must not exist, and fills it from file with fill (reflink or
+// copyInto). On failure out is removed.
+func newFileFrom(file, out string, fill func(dst, src *os.File) error) error {
 	src, err := os.Open(file)
 	if err != nil {
 		return err
@@ -130,7 +131,7 @@ func reflink(file, out string) error {
 	if err != nil {
 		return err
 	}
-	err = unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
+	err = fill(dst, src)
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -141,26 +142,15 @@ func reflink(file, out string) error {
 	return nil
 }
 
-func copyFile(file, out string) error {
-	src, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		os.Remove(out)
-		return err
-	}
-	if err := dst.Close(); err != nil {
-		os.Remove(out)
-		return err
-	}
-	return nil
+// reflink clones src into dst, sharing its blocks (FICLONE: btrfs, XFS, ...).
+func reflink(dst, src *os.File) error {
+	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
+}
+
+// copyInto copies src's bytes into dst.
+func copyInto(dst, src *os.File) error {
+	_, err := io.Copy(dst, src)
+	return err
 }
 
 // adoptFirstUse trusts on first use the file a models directory already holds for a model

@@ -266,22 +266,14 @@ func fetchIntoStore(ctx context.Context, opts VerifyOptions, d *drv.Derivation, 
 	return err
 }
 
-// hashFile hashes a file with algo.
+// hashFile hashes a file with algo (store.HashContent: the store owns the content
+// algorithms of fixed objects), stopping when ctx ends.
 func hashFile(ctx context.Context, path, algo string) (Checksum, int64, error) {
-	f, err := os.Open(path)
+	hx, n, err := store.HashContent(ctx, path, algo)
 	if err != nil {
 		return Checksum{}, 0, err
 	}
-	defer f.Close()
-	h, err := newHash(algo)
-	if err != nil {
-		return Checksum{}, 0, err
-	}
-	n, err := io.Copy(h, ctxReader{ctx, f})
-	if err != nil {
-		return Checksum{}, 0, fmt.Errorf("hashing %s: %w", path, err)
-	}
-	return Checksum{Algo: algo, Hex: fmt.Sprintf("%x", h.Sum(nil))}, n, nil
+	return Checksum{Algo: algo, Hex: hx}, n, nil
 }
 
 // copyHashed copies src to a new file dst, hashing in the same pass, and fsyncs it.
