@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 )
 
 // Workflow is an API-format workflow: node id -> node object ({"class_type", "inputs",
@@ -146,8 +146,8 @@ const maxInputImage = 100 << 20
 func imageBytes(ctx context.Context, hc *http.Client, img InputImage) ([]byte, error) {
 	s := strings.TrimSpace(img.Image)
 	if strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
-		data, err := FetchURL(ctx, hc, s, maxInputImage)
-		if errors.Is(err, ErrTooLarge) {
+		data, err := netguard.Fetch(ctx, hc, s, maxInputImage)
+		if errors.Is(err, netguard.ErrTooLarge) {
 			return nil, fmt.Errorf("input image %q: larger than %d MB", img.Name, maxInputImage>>20)
 		}
 		if err != nil {
@@ -180,47 +180,4 @@ func imageBytes(ctx context.Context, hc *http.Client, img InputImage) ([]byte, e
 		return nil, fmt.Errorf("input image %q: not base64, a data URI or an http(s) URL: %w", img.Name, err)
 	}
 	return data, nil
-}
-
-// ErrTooLarge is a fetched body over FetchURL's limit.
-var ErrTooLarge = errors.New("larger than the limit")
-
-// FetchURL GETs u with hc and returns its body, at most limit bytes (more is ErrTooLarge).
-// Errors name u without its query (RedactURL), and never hold the body or the server's status
-// text: u is a client's, possibly a pre-signed URL, and the server may be anyone's.
-func FetchURL(ctx context.Context, hc *http.Client, u string, limit int64) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("fetching %s: not a valid URL", RedactURL(u))
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		// The *url.Error carries the whole URL: keep only what RedactURL keeps.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = &url.Error{Op: ue.Op, URL: RedactURL(ue.URL), Err: ue.Err}
-		}
-		return nil, fmt.Errorf("fetching: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		// The status code only: the reason phrase is the server's text.
-		return nil, fmt.Errorf("fetching %s: HTTP %d %s", RedactURL(u), resp.StatusCode, http.StatusText(resp.StatusCode))
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetching: %w", err)
-	}
-	if int64(len(data)) > limit {
-		return nil, ErrTooLarge
-	}
-	return data, nil
-}
-
-// RedactURL drops the query of a URL for messages (signed URLs carry credentials there).
-func RedactURL(u string) string {
-	if i := strings.IndexByte(u, '?'); i >= 0 {
-		return u[:i] + "?..."
-	}
-	return u
 }

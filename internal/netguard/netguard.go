@@ -14,6 +14,9 @@
 //     after name resolution, so neither DNS rebinding (a name that resolves to a public
 //     address when checked and a private one when used) nor a redirect to a private address
 //     gets past it: every connection, a redirect's included, is checked.
+//   - Fetch reads such a URL with a size limit; its errors, like every message naming such a
+//     URL, go through RedactQuery, which cuts the query (a pre-signed URL's signature), and
+//     never quote the body or the server's status text.
 package netguard
 
 import (

@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/runpod-comfy/runpod-comfy/runner"
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 )
 
 // Input is a job's input for the ComfyUI handler: runpod-comfy's own fields and
@@ -237,8 +237,8 @@ func decodeWorkflow(v json.RawMessage) (json.RawMessage, error) {
 
 // fetchWorkflow downloads workflow_url (at most 20 MB) and checks it.
 func fetchWorkflow(ctx context.Context, hc *http.Client, u string) (json.RawMessage, error) {
-	body, err := runner.FetchURL(ctx, hc, u, 20<<20)
-	if errors.Is(err, runner.ErrTooLarge) {
+	body, err := netguard.Fetch(ctx, hc, u, 20<<20)
+	if errors.Is(err, netguard.ErrTooLarge) {
 		return nil, &InputError{Field: "workflow_url", Err: errors.New("workflow is larger than 20 MB")}
 	}
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 )
 
 // SDKVersion is the RunPod Python SDK release whose wire behaviour this package mirrors. It is
@@ -77,20 +79,11 @@ type httpStatusError struct {
 }
 
 func (e *httpStatusError) Error() string {
-	msg := fmt.Sprintf("%s %s: %d %s", e.Method, redactURL(e.URL), e.Status, http.StatusText(e.Status))
+	msg := fmt.Sprintf("%s %s: %d %s", e.Method, netguard.RedactQuery(e.URL), e.Status, http.StatusText(e.Status))
 	if e.Body != "" {
 		msg += ": " + e.Body
 	}
 	return msg
-}
-
-// redactURL drops the query of a URL for log lines (the templates carry nothing secret, but
-// a gpu= query adds noise).
-func redactURL(u string) string {
-	if i := strings.IndexByte(u, '?'); i >= 0 {
-		return u[:i]
-	}
-	return u
 }
 
 // retryable reports whether a failed post may be retried: network errors and 5xx, not 4xx.
