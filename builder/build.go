@@ -205,7 +205,9 @@ func builders(opts BuildOptions, mirrors *git.Mirrors) map[string]drv.Builder {
 		drv.KindRoot:   rootBuilder{},
 		drv.KindModel:  drv.Limit(model.NewBuilder(opts.Models, opts.Root, opts.Spec, opts.Progress), cmp.Or(opts.DownloadJobs, 4)),
 		drv.KindPython: pyb,
-		drv.KindVenv:   pyb,
+		// Package objects download and unpack: as many at once as model downloads.
+		drv.KindPythonPackage: drv.Limit(pyb, cmp.Or(opts.DownloadJobs, 4)),
+		drv.KindVenv:          pyb,
 	}
 }
 

@@ -29,8 +29,10 @@ type Plan struct {
 	Nodes []*drv.Derivation
 	// Models are the model files (filled by the model kind).
 	Models []*drv.Derivation
-	// Python and Venv are the interpreter identity and the venv (filled by the python kind).
+	// Python and Venv are the interpreter identity and the venv (filled by the python kind);
+	// Packages are the installed distributions the venv is composed from, in the lock's order.
 	Python, Venv *drv.Derivation
+	Packages     []*drv.Derivation
 	// Root is the runtime root.
 	Root *drv.Derivation
 	// All holds every derivation once, inputs before the derivations reading them.
@@ -131,12 +133,21 @@ func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error
 		})
 	}
 
-	// Python and venv: the interpreter identity and the venv of the locked pins.
-	if pyd, vd := python.PlanVenv(spec, lock.Python); vd != nil {
+	// Python, packages and venv: the interpreter identity, one object per locked file and
+	// the venv composed from them.
+	if pyd, pkgs, vd := python.PlanVenv(spec, lock.Python); vd != nil {
 		if p.Python, err = p.add(pyd); err != nil {
 			return nil, err
 		}
 		vd.Inputs = []*drv.Derivation{p.Python}
+		for _, pd := range pkgs {
+			pd.Inputs = []*drv.Derivation{p.Python}
+			if pd, err = p.add(pd); err != nil {
+				return nil, err
+			}
+			p.Packages = append(p.Packages, pd)
+			vd.Inputs = append(vd.Inputs, pd)
+		}
 		if p.Venv, err = p.add(vd); err != nil {
 			return nil, err
 		}

@@ -217,7 +217,7 @@ func realiseOne(ctx context.Context, d *drv.Derivation, opts RealiseOptions, sem
 		return nil, "failed", ctx.Err()
 	}
 	defer func() { <-sem }()
-	if opts.Substitute != nil {
+	if opts.Substitute != nil && !d.LinksInputs {
 		ok, err := opts.Substitute(ctx, d)
 		if err != nil {
 			return nil, "failed", fmt.Errorf("substituting: %w", err)
@@ -237,6 +237,8 @@ func realiseOne(ctx context.Context, d *drv.Derivation, opts RealiseOptions, sem
 		References:  d.References(),
 		Derivation:  d.CanonicalJSON(),
 		AtFinalPath: d.AtFinalPath,
+		// A venv shares its packages' files: composing it is links, fetching it is bytes.
+		LinksFromReferences: d.LinksInputs,
 	}
 	if d.Fixed != nil {
 		ao.CA = d.Fixed.CA

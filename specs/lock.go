@@ -95,6 +95,16 @@ type PackageLock struct {
 	// RequestedBy lists the requirement sources that asked for the package directly, e.g.
 	// "comfyui/requirements.txt:3" or "spec:python.packages[0]"; empty for a dependency.
 	RequestedBy []string `json:"requested_by,omitempty"`
+	// Wheel is, for a package locked as a source archive (an sdist), the wheel it was built
+	// into (pip wheel) on the first build: later builds use that wheel and fail when a rebuild
+	// of the sdist gives other bytes. Nil for a wheel.
+	Wheel *BuiltWheel `json:"wheel,omitempty"`
+}
+
+// BuiltWheel is the wheel an sdist was built into.
+type BuiltWheel struct {
+	Filename string `json:"filename"`
+	SHA256   string `json:"sha256"`
 }
 
 // Distribution is a name and version found installed.

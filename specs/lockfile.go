@@ -111,6 +111,10 @@ func (l *Lock) Clone() *Lock {
 		p.Packages = slices.Clone(p.Packages)
 		for i := range p.Packages {
 			p.Packages[i].RequestedBy = slices.Clone(p.Packages[i].RequestedBy)
+			if w := p.Packages[i].Wheel; w != nil {
+				wc := *w
+				p.Packages[i].Wheel = &wc
+			}
 		}
 		p.SystemSitePackages = slices.Clone(p.SystemSitePackages)
 		c.Python = &p

@@ -55,6 +55,12 @@ type AddOptions struct {
 	// break the link: the bytes are shared and the user's file is left as it is (its mode and
 	// mtime are not canonicalised). An executable file is canonicalised (copied) as usual.
 	KeepHardLink bool
+	// LinksFromReferences keeps the hard links build made from files of the references (a
+	// venv linking its packages' files), so those bytes are stored once: a regular file with
+	// more than one link is kept when it is the same inode as the file at the same relative
+	// path in one of References and already canonical (mode 0444 or 0555, mtime 1). Any other
+	// hard link is broken (copied) as usual.
+	LinksFromReferences bool
 }
 
 // NarHashMismatchError is an object whose NAR hash, as made by its MakeFunc, differs from
@@ -187,6 +193,15 @@ func (s *Store) addLeased(ctx context.Context, l *Lease, p Path, opts AddOptions
 	canon := s.canonicalise
 	if opts.KeepHardLink {
 		canon = s.canonicaliseKeepLink
+	}
+	if opts.LinksFromReferences {
+		lr := &linkRefs{}
+		for _, r := range opts.References {
+			if r != p {
+				lr.dirs = append(lr.dirs, s.Abs(r))
+			}
+		}
+		canon = func(root, base string) error { return s.canon(root, base, lr) }
 	}
 	if err := canon(out, p.String()); err != nil {
 		return nil, fmt.Errorf("building %s: %w", p, err)
@@ -332,7 +347,41 @@ var epochOne = []unix.Timespec{{Sec: 1}, {Sec: 1}}
 // broken, only regular files, directories and symlinks; symlinks must not point into the
 // store by an absolute path nor leave the store by a relative one.
 func (s *Store) canonicalise(root, base string) error {
-	return s.canon(root, base)
+	return s.canon(root, base, nil)
+}
+
+// linkRefs are the referenced objects whose files an object may share by hard links
+// (AddOptions.LinksFromReferences).
+type linkRefs struct {
+	dirs []string
+	last int // the directory that matched last: files of one package come together
+}
+
+// shared reports whether fi (at rel inside the object) is the file at rel inside one of the
+// referenced objects, already in canonical form.
+func (lr *linkRefs) shared(rel string, fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || lr == nil || len(lr.dirs) == 0 {
+		return false
+	}
+	if m := fi.Mode(); m&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0o444 && m&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0o555 {
+		return false
+	}
+	if st.Mtim.Sec != 1 || st.Mtim.Nsec != 0 {
+		return false
+	}
+	for i := range lr.dirs {
+		j := (lr.last + i) % len(lr.dirs)
+		var ref unix.Stat_t
+		if err := unix.Lstat(filepath.Join(lr.dirs[j], rel), &ref); err != nil {
+			continue
+		}
+		if uint64(ref.Dev) == uint64(st.Dev) && ref.Ino == st.Ino {
+			lr.last = j
+			return true
+		}
+	}
+	return false
 }
 
 // canonicaliseKeepLink is canonicalise for a single regular file kept hard-linked to a file
@@ -345,12 +394,12 @@ func (s *Store) canonicaliseKeepLink(root, base string) error {
 		return err
 	}
 	if !fi.Mode().IsRegular() || fi.Mode()&0o111 != 0 {
-		return s.canon(root, base)
+		return s.canon(root, base, nil)
 	}
 	return nil
 }
 
-func (s *Store) canon(p, rel string) error {
+func (s *Store) canon(p, rel string, lr *linkRefs) error {
 	fi, err := os.Lstat(p)
 	if err != nil {
 		return err
@@ -366,6 +415,9 @@ func (s *Store) canon(p, rel string) error {
 		}
 	case m.IsRegular():
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			if _, inner, _ := strings.Cut(rel, "/"); lr != nil && inner != "" && lr.shared(inner, fi) {
+				return nil // a file of a referenced object, shared as it is
+			}
 			if err := breakLink(p, m.Perm()); err != nil {
 				return fmt.Errorf("breaking hard link %s: %w", p, err)
 			}
@@ -390,7 +442,7 @@ func (s *Store) canon(p, rel string) error {
 			return err
 		}
 		for _, e := range ents {
-			if err := s.canon(filepath.Join(p, e.Name()), rel+"/"+e.Name()); err != nil {
+			if err := s.canon(filepath.Join(p, e.Name()), rel+"/"+e.Name(), lr); err != nil {
 				return err
 			}
 		}

@@ -36,6 +36,9 @@ const (
 	KindPython = "python"
 	KindVenv   = "venv"
 	KindRoot   = "root"
+	// KindPythonPackage is one installed distribution (a wheel installed into a prefix); a
+	// venv is composed from them.
+	KindPythonPackage = "python-package"
 )
 
 // Derivation is one node of the build graph. Fill the exported fields, then call Seal (after
@@ -59,6 +62,11 @@ type Derivation struct {
 	Fixed *Fixed
 	// AtFinalPath builds at the final store path under the lease (venvs embed their path).
 	AtFinalPath bool
+	// LinksInputs says the output hard-links files of its inputs (a venv links its packages'
+	// files): the store keeps those links (store.AddOptions.LinksFromReferences), and the
+	// scheduler builds it locally rather than substituting it, since composing it from its
+	// inputs costs links, not bytes.
+	LinksInputs bool
 	// Label names the node for people, e.g. `custom node "ComfyUI-KJNodes"`.
 	Label string
 	// Pos is the spec position the node comes from, for error messages.

@@ -13,10 +13,11 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
-// Logic versions of the two builders: bump one when its output for the same inputs changes.
+// Logic versions of the builders: bump one when its output for the same inputs changes.
 const (
-	PythonVersion = 1
-	VenvVersion   = 1
+	PythonVersion  = 1
+	VenvVersion    = 2 // 2: composed from package objects, no pip
+	PackageVersion = 1
 )
 
 // PythonParams are the python derivation's parameters: the interpreter identity.
@@ -24,19 +25,32 @@ type PythonParams struct {
 	Interpreter specs.PythonIdentity `json:"interpreter"`
 }
 
-// VenvParams are the venv derivation's parameters. Files (with URLs) are not hashed: the same
-// file from another mirror makes the same venv.
+// PackageParams are a package derivation's parameters: the locked file (not its URL: the same
+// file from another mirror makes the same object). Its input is the python derivation (the
+// interpreter that compiles its bytecode). Installer is the interpreter's pip, which builds
+// an sdist into a wheel; empty for a wheel, which no pip touches.
+type PackageParams struct {
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	Filename  string `json:"filename"`
+	SHA256    string `json:"sha256"`
+	Installer string `json:"installer,omitempty"`
+
+	Pin         specs.PackageLock    `json:"-"`
+	Interpreter specs.PythonIdentity `json:"-"`
+}
+
+// VenvParams are the venv derivation's parameters; its inputs are the python derivation and
+// one package derivation per pin, in the lock's order. Packages repeats the pins for people
+// reading the derivation.
 type VenvParams struct {
 	Interpreter        specs.PythonIdentity `json:"interpreter"`
-	Installer          string               `json:"installer"`
 	SystemSitePackages bool                 `json:"system_site_packages"`
 	SitePackages       []specs.Distribution `json:"site_packages,omitempty"`
 	Packages           []Pin                `json:"packages"`
-
-	Files []specs.PackageLock `json:"-"`
 }
 
-// Pin is one installed file as the venv derivation hashes it.
+// Pin is one installed file as the venv derivation names it.
 type Pin struct {
 	Name     string `json:"name"`
 	Version  string `json:"version"`
@@ -44,10 +58,11 @@ type Pin struct {
 	SHA256   string `json:"sha256"`
 }
 
-// Derivations returns the python derivation (the interpreter identity) and the venv
-// derivation (input-addressed from the python derivation, the installer, the pins and, with
-// system site-packages, the distributions found there), both unsealed.
-func Derivations(lock *specs.PythonLock, systemSitePackages bool) (python, venv *drv.Derivation) {
+// Derivations returns the python derivation (the interpreter identity), one package
+// derivation per locked file (input-addressed from the python derivation and the pin) and
+// the venv derivation (from the python derivation, every package derivation and, with system
+// site-packages, the distributions found there), all unsealed.
+func Derivations(lock *specs.PythonLock, systemSitePackages bool) (python *drv.Derivation, packages []*drv.Derivation, venv *drv.Derivation) {
 	python = &drv.Derivation{
 		Kind:    drv.KindPython,
 		Name:    "python-" + sanitizeName(lock.Interpreter.Version),
@@ -57,27 +72,42 @@ func Derivations(lock *specs.PythonLock, systemSitePackages bool) (python, venv 
 	}
 	vp := &VenvParams{
 		Interpreter:        lock.Interpreter,
-		Installer:          lock.Installer,
 		SystemSitePackages: systemSitePackages,
 		Packages:           []Pin{},
-		Files:              lock.Packages,
 	}
 	if systemSitePackages {
 		vp.SitePackages = append([]specs.Distribution{}, lock.SystemSitePackages...)
 	}
+	inputs := []*drv.Derivation{python}
+	pyTag := "python" + pyVersionOf(lock.Interpreter.Version)
 	for _, p := range lock.Packages {
 		vp.Packages = append(vp.Packages, Pin{Name: p.Name, Version: p.Version, Filename: p.Filename, SHA256: p.SHA256})
+		pp := &PackageParams{Name: p.Name, Version: p.Version, Filename: p.Filename, SHA256: p.SHA256, Pin: p, Interpreter: lock.Interpreter}
+		if !isWheel(p.Filename) {
+			pp.Installer = lock.Installer
+		}
+		pd := &drv.Derivation{
+			Kind:    drv.KindPythonPackage,
+			Name:    sanitizeName(pyTag + "-" + Normalize(p.Name) + "-" + p.Version),
+			Version: PackageVersion,
+			Inputs:  []*drv.Derivation{python},
+			Params:  pp,
+			Label:   fmt.Sprintf("python package %s %s", p.Name, p.Version),
+		}
+		packages = append(packages, pd)
+		inputs = append(inputs, pd)
 	}
 	venv = &drv.Derivation{
 		Kind:        drv.KindVenv,
 		Name:        "venv",
 		Version:     VenvVersion,
-		Inputs:      []*drv.Derivation{python},
+		Inputs:      inputs,
 		Params:      vp,
 		AtFinalPath: true,
+		LinksInputs: true,
 		Label:       fmt.Sprintf("venv (%d packages)", len(lock.Packages)),
 	}
-	return python, venv
+	return python, packages, venv
 }
 
 func sanitizeName(s string) string {
@@ -97,6 +127,10 @@ type Builder struct {
 	// environment of pip and python children (see PassEnv).
 	Environ []string
 	Env     []string
+	// Link makes the venv's hard links (nil: os.Link); Notice receives the venv's notices
+	// when no progress task does. Tests set them.
+	Link   func(oldname, newname string) error
+	Notice func(msg string)
 }
 
 var _ drv.Builder = (*Builder)(nil)
@@ -118,6 +152,15 @@ func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Deriva
 			return err
 		}
 		return os.WriteFile(out, append(js, '\n'), 0o444)
+	case drv.KindPythonPackage:
+		p, ok := d.Params.(*PackageParams)
+		if !ok {
+			return fmt.Errorf("%s: params are %T, want *PackageParams", d, d.Params)
+		}
+		if bc != nil && bc.Task != nil {
+			bc.Task.Status("installing " + p.Filename)
+		}
+		return BuildPackage(ctx, out, PackageOptions{Pin: p.Pin, Interpreter: p.Interpreter, Fetch: b.Fetch, Env: b.Env})
 	case drv.KindVenv:
 		p, ok := d.Params.(*VenvParams)
 		if !ok {
@@ -130,14 +173,24 @@ func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Deriva
 				site = []specs.Distribution{}
 			}
 		}
-		if err := CheckInterpreter(ctx, p.Interpreter, installerIf(p.Installer, len(p.Files) > 0), site, b.Environ); err != nil {
+		if err := CheckInterpreter(ctx, p.Interpreter, "", site, b.Environ); err != nil {
 			return err
 		}
-		if bc != nil && bc.Task != nil {
-			bc.Task.Status(fmt.Sprintf("installing %d packages", len(p.Files)))
+		vo := VenvOptions{Interpreter: p.Interpreter, SystemSitePackages: p.SystemSitePackages, Env: b.Env, Link: b.Link}
+		for _, in := range d.Inputs {
+			if in.Kind == drv.KindPythonPackage {
+				vo.Packages = append(vo.Packages, bc.Input(in))
+			}
 		}
-		lock := &specs.PythonLock{Interpreter: p.Interpreter, Installer: p.Installer, Packages: p.Files, SystemSitePackages: p.SitePackages}
-		return Install(ctx, out, VenvOptions{Lock: lock, SystemSitePackages: p.SystemSitePackages, Fetch: b.Fetch, Env: b.Env})
+		if bc != nil && bc.Task != nil {
+			bc.Task.Status(fmt.Sprintf("linking %d packages", len(vo.Packages)))
+			task := bc.Task
+			vo.Notice = func(msg string) { task.Logf("%s", msg) }
+		}
+		if vo.Notice == nil {
+			vo.Notice = b.Notice
+		}
+		return Install(ctx, out, vo)
 	default:
 		return fmt.Errorf("python builder: unknown kind %q", d.Kind)
 	}
@@ -238,25 +291,24 @@ func PassEnv(environ []string) []string {
 	return out
 }
 
-// Realise builds the python and venv objects of lock into s, outside the builder's scheduler
-// (tests, benchmarks, tools), and returns the venv's metadata. It uses the same store.Add
-// options as builder.Realise.
+// Realise builds the python, package and venv objects of lock into s, outside the builder's
+// scheduler (tests, benchmarks, tools), and returns the venv's derivation and metadata. It
+// uses the same store.Add options as builder.Realise.
 func Realise(ctx context.Context, s *store.Store, lock *specs.PythonLock, systemSitePackages bool, b *Builder) (*drv.Derivation, *store.Meta, error) {
-	py, venv := Derivations(lock, systemSitePackages)
-	if err := py.Seal(); err != nil {
-		return nil, nil, err
-	}
-	if err := venv.Seal(); err != nil {
-		return nil, nil, err
-	}
+	py, pkgs, venv := Derivations(lock, systemSitePackages)
+	all := append(append([]*drv.Derivation{py}, pkgs...), venv)
 	var meta *store.Meta
-	for _, d := range []*drv.Derivation{py, venv} {
+	for _, d := range all {
+		if err := d.Seal(); err != nil {
+			return nil, nil, err
+		}
 		bc := &drv.BuildContext{Store: s}
 		m, err := s.Add(ctx, d.Path, store.AddOptions{
-			Kind:        d.Kind,
-			References:  d.References(),
-			Derivation:  d.CanonicalJSON(),
-			AtFinalPath: d.AtFinalPath,
+			Kind:                d.Kind,
+			References:          d.References(),
+			Derivation:          d.CanonicalJSON(),
+			AtFinalPath:         d.AtFinalPath,
+			LinksFromReferences: d.LinksInputs,
 		}, func(ctx context.Context, out string) error { return b.Build(ctx, bc, d, out) })
 		if err != nil {
 			return nil, nil, fmt.Errorf("building %s: %w", d, err)
@@ -266,7 +318,7 @@ func Realise(ctx context.Context, s *store.Store, lock *specs.PythonLock, system
 	return venv, meta, nil
 }
 
-// installerIf is installer when the venv installs anything with it, else "".
+// installerIf is installer when anything is built with it (an sdist), else "".
 func installerIf(installer string, used bool) string {
 	if used {
 		return installer

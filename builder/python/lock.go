@@ -226,21 +226,35 @@ func CheckLock(ctx context.Context, spec *specs.Spec, pl *specs.PythonLock, envi
 			site = []specs.Distribution{}
 		}
 	}
-	return CheckInterpreter(ctx, pl.Interpreter, installerIf(pl.Installer, len(pl.Packages) > 0), site, environ)
+	return CheckInterpreter(ctx, pl.Interpreter, installerIf(pl.Installer, hasSdist(pl.Packages)), site, environ)
 }
 
-// PlanVenv returns the sealed-to-be python and venv derivations of a lock's python section
-// for builder.NewPlan (nil, nil when the lock has none).
-func PlanVenv(spec *specs.Spec, pl *specs.PythonLock) (python, venv *drv.Derivation) {
+// PlanVenv returns the sealed-to-be python, package and venv derivations of a lock's python
+// section for builder.NewPlan (all nil when the lock has none).
+func PlanVenv(spec *specs.Spec, pl *specs.PythonLock) (python *drv.Derivation, packages []*drv.Derivation, venv *drv.Derivation) {
 	if pl == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	sys := spec.Python != nil && spec.Python.SystemSitePackages
-	python, venv = Derivations(pl, sys)
+	python, packages, venv = Derivations(pl, sys)
 	if spec.Python != nil {
 		python.Pos, venv.Pos = spec.Python.Pos, spec.Python.Pos
+		for _, p := range packages {
+			p.Pos = spec.Python.Pos
+		}
 	}
-	return python, venv
+	return python, packages, venv
+}
+
+// hasSdist reports whether any locked file is a source archive (built with the interpreter's
+// pip, so a changed pip means a changed build).
+func hasSdist(pkgs []specs.PackageLock) bool {
+	for _, p := range pkgs {
+		if !isWheel(p.Filename) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewBuilder returns the builder of the python and venv kinds for a version: the wheel cache

@@ -3,19 +3,19 @@ package python
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
+	"syscall"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -25,14 +25,22 @@ const SourceDateEpoch = "315532800"
 
 // VenvOptions are the inputs of one venv build.
 type VenvOptions struct {
-	// Lock is the lock's python section; its interpreter is the one the venv is made with.
-	Lock *specs.PythonLock
+	// Interpreter is the base interpreter the venv is made with.
+	Interpreter specs.PythonIdentity
 	// SystemSitePackages makes the venv see the interpreter's own site-packages.
 	SystemSitePackages bool
-	// Fetch says where the locked files come from.
-	Fetch FetchOptions
+	// Packages are the package objects (BuildPackage) whose files the venv holds, in the
+	// lock's order: where two install the same path with other bytes, the later one wins, as
+	// with pip.
+	Packages []string
 	// Env is added to the minimal environment of the child processes.
 	Env []string
+	// Link makes a hard link; nil means os.Link. Where it fails because the filesystem will
+	// not link (EXDEV, EPERM, EMLINK, ENOTSUP), files are copied instead and Notice says so
+	// once.
+	Link func(oldname, newname string) error
+	// Notice receives the venv build's notices (links impossible, conflicting files); may be nil.
+	Notice func(msg string)
 }
 
 // InstallError is an installer failure: the package being installed and the installer's own
@@ -49,25 +57,17 @@ func (e *InstallError) Error() string {
 	return fmt.Sprintf("installing %s: %s", e.Package, e.Output)
 }
 
-// Install makes the venv at out (which must not exist; out is the venv's final path): creates
-// it with `python -m venv --without-pip`, installs exactly the locked files from the wheel cache
-// (pip --no-deps --require-hashes --no-index), then makes it deterministic and relocatable
-// (see doc.go).
+// Install makes the venv at out (which must not exist; out is the venv's final path): the
+// interpreter layer (`python -m venv --without-pip`, made relocatable) and the files of every
+// package object, hard-linked (copied where links are impossible). No pip runs. The venv's own
+// files must not hold out.
 func Install(ctx context.Context, out string, opts VenvOptions) error {
-	lock := opts.Lock
-	if lock == nil {
-		return errors.New("building the venv: no python lock")
-	}
-	py := lock.Interpreter.Path
+	py := opts.Interpreter.Path
 	if py == "" {
 		return errors.New("building the venv: the lock names no interpreter")
 	}
 	if !filepath.IsAbs(out) {
 		return fmt.Errorf("building the venv: %s is not an absolute path", out)
-	}
-	files, err := Fetch(ctx, lock.Packages, opts.Fetch)
-	if err != nil {
-		return err
 	}
 	tmp, err := os.MkdirTemp("", "runpod-comfy-venv-")
 	if err != nil {
@@ -83,15 +83,13 @@ func Install(ctx context.Context, out string, opts VenvOptions) error {
 	if err := run(ctx, tmp, env, py, append(args, out)...); err != nil {
 		return fmt.Errorf("creating the venv with %s: %w", py, err)
 	}
-	if len(lock.Packages) > 0 {
-		if err := checkPip(&Interpreter{PythonIdentity: lock.Interpreter, Pip: lock.Installer}); err != nil {
-			return fmt.Errorf("installing the locked packages: %w", err)
-		}
-		if err := installLocked(ctx, out, tmp, env, py, lock.Packages, files, opts.SystemSitePackages); err != nil {
-			return err
-		}
+	if err := Relocate(out); err != nil {
+		return err
 	}
-	return Relocate(ctx, out, env)
+	if err := checkNoSelfPath(out); err != nil {
+		return err
+	}
+	return linkPackages(ctx, out, opts)
 }
 
 func run(ctx context.Context, dir string, env []string, name string, args ...string) error {
@@ -108,74 +106,147 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 	return nil
 }
 
-func installLocked(ctx context.Context, out, tmp string, env []string, py string, pkgs []specs.PackageLock, files map[string]string, systemSite bool) error {
-	links := filepath.Join(tmp, "links")
-	if err := os.Mkdir(links, 0o755); err != nil {
+// linkUnsupported reports errors meaning "this filesystem will not hard-link here".
+func linkUnsupported(err error) bool {
+	return errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EPERM) ||
+		errors.Is(err, syscall.EMLINK) || errors.Is(err, syscall.EOPNOTSUPP)
+}
+
+// linkPackages puts every file of the package objects into the venv at out, at the same
+// relative path: a hard link to the package's file (the store keeps it, see
+// store.AddOptions.LinksFromReferences), or a copy where the filesystem refuses links. A
+// package file may not replace one of the venv's own files (pyvenv.cfg, bin/python, ...).
+func linkPackages(ctx context.Context, out string, opts VenvOptions) error {
+	own := map[string]bool{}
+	err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(out, p)
+			own[filepath.ToSlash(rel)] = true
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("building the venv: %w", err)
 	}
-	var reqs strings.Builder
-	byFile := map[string]specs.PackageLock{}
-	for _, p := range pkgs {
-		if err := os.Symlink(files[p.SHA256], filepath.Join(links, p.Filename)); err != nil {
+	link := opts.Link
+	if link == nil {
+		link = os.Link
+	}
+	copying := false
+	from := map[string]string{} // venv path -> package object that put it there
+	for _, pkg := range opts.Packages {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := filepath.Base(pkg)
+		err := filepath.WalkDir(pkg, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(pkg, p)
+			if rel == "." {
+				return nil
+			}
+			if rel == packageInfoFile {
+				return nil
+			}
+			dst := filepath.Join(out, rel)
+			slash := filepath.ToSlash(rel)
+			switch {
+			case d.IsDir():
+				if err := os.Mkdir(dst, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+					return err
+				}
+				if fi, err := os.Lstat(dst); err != nil || !fi.IsDir() {
+					return fmt.Errorf("package %s: %s is a folder, and a file in the venv", name, slash)
+				}
+				return nil
+			case !d.Type().IsRegular():
+				return fmt.Errorf("package %s: %s is not a regular file", name, slash)
+			}
+			if own[slash] {
+				return fmt.Errorf("package %s: %s would replace one of the venv's own files", name, slash)
+			}
+			if prev, ok := from[slash]; ok {
+				if same, err := sameContent(p, dst); err != nil {
+					return err
+				} else if same {
+					return nil
+				}
+				if opts.Notice != nil {
+					opts.Notice(fmt.Sprintf("%s: %s replaces the file of %s (other bytes), as pip would", slash, name, prev))
+				}
+				if err := os.Remove(dst); err != nil {
+					return err
+				}
+			}
+			from[slash] = name
+			if !copying {
+				err := link(p, dst)
+				if err == nil {
+					return nil
+				}
+				if !linkUnsupported(err) {
+					return err
+				}
+				copying = true
+				if opts.Notice != nil {
+					opts.Notice(fmt.Sprintf("hard links cannot be made here (%v): copying the packages' files into the venv instead (the venv then takes as much space as its packages)", err))
+				}
+			}
+			return copyMode(p, dst)
+		})
+		if err != nil {
 			return fmt.Errorf("building the venv: %w", err)
 		}
-		fmt.Fprintf(&reqs, "%s==%s --hash=sha256:%s\n", p.Name, p.Version, p.SHA256)
-		byFile[p.Filename] = p
-	}
-	reqPath := filepath.Join(tmp, "locked.txt")
-	if err := os.WriteFile(reqPath, []byte(reqs.String()), 0o644); err != nil {
-		return fmt.Errorf("building the venv: %w", err)
-	}
-	args := []string{"-s", "-m", "pip", "--python", filepath.Join(out, "bin", "python"),
-		"install", "--no-deps", "--require-hashes", "--no-index", "--find-links", links,
-		"--no-compile", "--no-cache-dir", "--disable-pip-version-check", "--progress-bar", "off",
-		"--no-warn-script-location", "-r", reqPath}
-	if systemSite {
-		args = append(args, "--ignore-installed")
-	}
-	cmd := exec.CommandContext(ctx, py, args...)
-	cmd.Dir, cmd.Env = tmp, env
-	var outb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &outb, &outb
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return installError(outb.String(), byFile)
 	}
 	return nil
 }
 
-var processingRe = regexp.MustCompile(`^Processing \S*/([^/\s]+\.(?:whl|tar\.gz|zip))`)
+// sameContent reports whether two files hold the same bytes (or are one file).
+func sameContent(a, b string) (bool, error) {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	if os.SameFile(fa, fb) {
+		return true, nil
+	}
+	if fa.Size() != fb.Size() || fa.Mode() != fb.Mode() {
+		return false, nil
+	}
+	ha, err := filehash.SHA256(a)
+	if err != nil {
+		return false, err
+	}
+	hb, err := filehash.SHA256(b)
+	return ha == hb, err
+}
 
-// installError names the package pip was installing when it failed and keeps pip's own error
-// lines.
-func installError(output string, byFile map[string]specs.PackageLock) error {
-	var pkg string
-	var errLines []string
-	inErr := false
-	for _, raw := range strings.Split(output, "\n") {
-		line := strings.TrimRight(raw, " \r")
-		if m := processingRe.FindStringSubmatch(strings.TrimSpace(line)); m != nil && !inErr {
-			if p, ok := byFile[m[1]]; ok {
-				pkg = fmt.Sprintf("%s %s (%s)", p.Name, p.Version, p.Filename)
-			}
-		}
-		if strings.HasPrefix(line, "ERROR:") {
-			inErr = true
-		}
-		if inErr && strings.TrimSpace(line) != "" {
-			errLines = append(errLines, strings.TrimSpace(line))
-		}
+// copyMode copies the file src to the new file dst with src's permission bits.
+func copyMode(src, dst string) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
 	}
-	if len(errLines) == 0 {
-		lines := strings.Split(strings.TrimSpace(output), "\n")
-		if len(lines) > 20 {
-			lines = lines[len(lines)-20:]
-		}
-		errLines = lines
+	in, err := os.Open(src)
+	if err != nil {
+		return err
 	}
-	return &InstallError{Package: pkg, Output: strings.Join(errLines, "\n")}
+	defer in.Close()
+	o, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm()|0o200)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(o, in); err != nil {
+		o.Close()
+		return err
+	}
+	return o.Close()
 }
 
 // trampoline starts an entry script with the python beside it, wherever the venv is: the shell
@@ -194,12 +265,10 @@ fi
 VIRTUAL_ENV="$(cd "$(dirname -- "$_venv_self")/.." >/dev/null && pwd -P)"
 unset _venv_self`
 
-// Relocate makes the venv at out free of its own absolute path and its bytecode deterministic:
-// pyvenv.cfg loses its command line, entry scripts become /bin/sh trampolines (and RECORD
-// follows), bin/activate computes its own location (the csh, fish and PowerShell variants are
-// removed), __pycache__ is rebuilt with unchecked-hash pycs in one process in a fixed order,
-// and a file still holding out is an error.
-func Relocate(ctx context.Context, out string, env []string) error {
+// Relocate makes the interpreter layer of the venv at out free of its own absolute path:
+// pyvenv.cfg loses its command line, bin/activate computes its own location (the csh, fish
+// and PowerShell variants are removed).
+func Relocate(out string) error {
 	if err := fixPyvenvCfg(out); err != nil {
 		return err
 	}
@@ -209,23 +278,7 @@ func Relocate(ctx context.Context, out string, env []string) error {
 			return fmt.Errorf("relocating the venv: %w", err)
 		}
 	}
-	if err := fixActivate(out); err != nil {
-		return err
-	}
-	rewritten, err := fixScripts(out)
-	if err != nil {
-		return err
-	}
-	if err := fixRecords(out, rewritten); err != nil {
-		return err
-	}
-	if err := removePycache(out); err != nil {
-		return err
-	}
-	if err := compile(ctx, out, env); err != nil {
-		return err
-	}
-	return checkNoSelfPath(out)
+	return fixActivate(out)
 }
 
 func fixPyvenvCfg(out string) error {
@@ -265,134 +318,6 @@ func fixActivate(out string) error {
 	}
 	data = re.ReplaceAllLiteral(data, []byte(activateHead))
 	return os.WriteFile(p, data, 0o644)
-}
-
-// fixScripts rewrites every entry script of bin/ that starts the venv's python by absolute
-// path, returning the rewritten file names.
-func fixScripts(out string) (map[string][]byte, error) {
-	bin := filepath.Join(out, "bin")
-	entries, err := os.ReadDir(bin)
-	if err != nil {
-		return nil, fmt.Errorf("relocating the venv: %w", err)
-	}
-	done := map[string][]byte{}
-	prefix := "#!" + filepath.Join(out, "bin") + "/python"
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		p := filepath.Join(bin, e.Name())
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("relocating the venv: %w", err)
-		}
-		lines := strings.SplitN(string(data), "\n", 4)
-		var body string
-		switch {
-		case len(lines) >= 2 && strings.HasPrefix(lines[0], prefix):
-			body = strings.Join(lines[1:], "\n")
-		case len(lines) == 4 && lines[0] == "#!/bin/sh" && strings.HasPrefix(lines[1], "'''exec' ") &&
-			strings.Contains(lines[1], out) && lines[2] == "' '''":
-			body = lines[3]
-		default:
-			continue
-		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("relocating the venv: %w", err)
-		}
-		newData := []byte(trampoline + body)
-		if err := os.WriteFile(p, newData, st.Mode().Perm()); err != nil {
-			return nil, fmt.Errorf("relocating the venv: %w", err)
-		}
-		done[p] = newData
-	}
-	return done, nil
-}
-
-// fixRecords updates the RECORD lines of rewritten scripts with their new hash and size.
-func fixRecords(out string, rewritten map[string][]byte) error {
-	if len(rewritten) == 0 {
-		return nil
-	}
-	records, err := filepath.Glob(filepath.Join(out, "lib", "python*", "site-packages", "*.dist-info", "RECORD"))
-	if err != nil {
-		return fmt.Errorf("relocating the venv: %w", err)
-	}
-	for _, rec := range records {
-		data, err := os.ReadFile(rec)
-		if err != nil {
-			return fmt.Errorf("relocating the venv: %w", err)
-		}
-		site := filepath.Dir(filepath.Dir(rec))
-		lines := strings.Split(string(data), "\n")
-		changed := false
-		for i, l := range lines {
-			j := strings.LastIndex(l, ",")
-			if j < 0 {
-				continue
-			}
-			k := strings.LastIndex(l[:j], ",")
-			if k < 0 {
-				continue
-			}
-			name := l[:k]
-			target := filepath.Clean(filepath.Join(site, name))
-			newData, ok := rewritten[target]
-			if !ok {
-				continue
-			}
-			sum := sha256.Sum256(newData)
-			lines[i] = name + ",sha256=" + base64.RawURLEncoding.EncodeToString(sum[:]) + "," + strconv.Itoa(len(newData))
-			changed = true
-		}
-		if changed {
-			if err := os.WriteFile(rec, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
-				return fmt.Errorf("relocating the venv: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
-func removePycache(out string) error {
-	var dirs []string
-	err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == "__pycache__" {
-			dirs = append(dirs, p)
-			return filepath.SkipDir
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("relocating the venv: %w", err)
-	}
-	for _, d := range dirs {
-		if err := os.RemoveAll(d); err != nil {
-			return fmt.Errorf("relocating the venv: %w", err)
-		}
-	}
-	return nil
-}
-
-// compileScript compiles lib/ serially (compile_dir sorts each folder) with hash-based pycs,
-// recording paths relative to the venv's store name. Files that do not compile are left without
-// a pyc, as pip does.
-const compileScript = `
-import compileall, py_compile, sys
-compileall.compile_dir(sys.argv[1], quiet=2, workers=1, stripdir=sys.argv[2], prependdir=sys.argv[3],
-    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-`
-
-func compile(ctx context.Context, out string, env []string) error {
-	py := filepath.Join(out, "bin", "python")
-	if err := run(ctx, out, env, py, "-s", "-c", compileScript, filepath.Join(out, "lib"), out, filepath.Base(out)); err != nil {
-		return fmt.Errorf("compiling bytecode: %w", err)
-	}
-	return nil
 }
 
 // checkNoSelfPath fails when any file of the venv still holds the venv's absolute path.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 	"github.com/runpod-comfy/runpod-comfy/store/nar"
@@ -257,9 +258,9 @@ func TestVenv(t *testing.T) {
 		lock.Packages = append([]specs.PackageLock{{Name: "broken", Version: "1.0", URL: "file://" + p, Filename: filepath.Base(p), SHA256: hex.EncodeToString(sum[:])}}, linksLock.Packages...)
 		s := openStore(t, filepath.Join(base, "broken"))
 		_, _, err = Realise(ctx, s, &lock, false, &Builder{Fetch: FetchOptions{CacheDir: t.TempDir()}})
-		var ie *InstallError
-		if !errors.As(err, &ie) || !strings.Contains(ie.Package, "broken 1.0") || !strings.Contains(ie.Output, "dist-info") {
-			t.Fatalf("want an install error naming broken 1.0 with pip's message, got %v", err)
+		var we *WheelError
+		if !errors.As(err, &we) || we.Wheel != "broken-1.0-py3-none-any.whl" || !strings.Contains(we.Reason, ".dist-info") {
+			t.Fatalf("want a wheel error naming broken-1.0-py3-none-any.whl and its missing .dist-info, got %v", err)
 		}
 		t.Log(err)
 		if s.Valid(venvPath(t, &lock)) {
@@ -276,12 +277,11 @@ func b64sha(data []byte) string {
 // venvPath is the store path the venv of lock gets.
 func venvPath(t *testing.T, lock *specs.PythonLock) store.Path {
 	t.Helper()
-	py, venv := Derivations(lock, false)
-	if err := py.Seal(); err != nil {
-		t.Fatal(err)
-	}
-	if err := venv.Seal(); err != nil {
-		t.Fatal(err)
+	py, pkgs, venv := Derivations(lock, false)
+	for _, d := range append(append([]*drv.Derivation{py}, pkgs...), venv) {
+		if err := d.Seal(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return venv.Path
 }

@@ -157,6 +157,14 @@ func (t *Task) Status(s string) {
 	}
 }
 
+// Logf prints a permanent line prefixed with the task's name.
+func (t *Task) Logf(format string, args ...any) {
+	if t == nil {
+		return
+	}
+	t.d.Logf("%s: %s", t.name, fmt.Sprintf(format, args...))
+}
+
 // SetBytes reports byte progress: done of total (total <= 0 when unknown). Terminal lines show
 // the rate and the time left; plain output prints a line (with both) at each further 25% and at
 // least every PlainInterval.
