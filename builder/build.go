@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"slices"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
@@ -261,7 +262,7 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := recordLock(lock, plan, real, file); err != nil {
+	if err := recordLock(s, lock, plan, real, file); err != nil {
 		return nil, err
 	}
 	id := opts.Spec.VersionID
@@ -298,9 +299,9 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 	return res, nil
 }
 
-// recordLock writes the NAR hashes and store paths of the git sources into the lock (and
-// its file) when they are new.
-func recordLock(lock *specs.Lock, plan *Plan, real *Realised, file string) error {
+// recordLock writes the NAR hashes and store paths of the git sources, and the wheels the
+// locked sdists were built into, into the lock (and its file) when they are new.
+func recordLock(s *store.Store, lock *specs.Lock, plan *Plan, real *Realised, file string) error {
 	before := cloneLock(lock)
 	set := func(g *specs.GitLock, d *drv.Derivation) {
 		if m := real.Metas[d.Path]; m != nil {
@@ -311,6 +312,24 @@ func recordLock(lock *specs.Lock, plan *Plan, real *Realised, file string) error
 	for i := range lock.CustomNodes {
 		if d := plan.node(lock.CustomNodes[i].Name); d != nil {
 			set(&lock.CustomNodes[i].GitLock, d)
+		}
+	}
+	if lock.Python != nil {
+		for _, d := range plan.Packages {
+			pp, ok := d.Params.(*python.PackageParams)
+			if !ok || strings.HasSuffix(pp.Filename, ".whl") || real.Metas[d.Path] == nil {
+				continue
+			}
+			info, err := python.ReadPackageInfo(s.Abs(d.Path))
+			if err != nil {
+				return fmt.Errorf("%s: %w", d.Where(), err)
+			}
+			for i := range lock.Python.Packages {
+				if p := &lock.Python.Packages[i]; p.SHA256 == pp.SHA256 && p.Filename == pp.Filename {
+					w := info.Wheel
+					p.Wheel = &w
+				}
+			}
 		}
 	}
 	if reflect.DeepEqual(before, lock) {

@@ -302,8 +302,12 @@ func randomLock(rng *rand.Rand, id string) *specs.Lock {
 		p := &specs.PythonLock{Interpreter: specs.PythonIdentity{Version: "3.11.9", Implementation: "cpython", ABI: "cp311", Platform: "linux-x86_64", Path: "/usr/bin/python3.11"},
 			Installer: "pip 24.0"}
 		for _, n := range rng.Perm(8)[:rng.Intn(8)] {
-			p.Packages = append(p.Packages, specs.PackageLock{Name: fmt.Sprintf("Pkg-%c", 'h'-n), Version: "1.0", URL: "https://example.invalid/p.whl",
-				Filename: "p.whl", SHA256: hexOf(64), RequestedBy: []string{"spec:python.packages[0]"}})
+			file := "p.whl"
+			if n%3 == 0 {
+				file = "p.tar.gz" // an sdist: built with the lock's pip
+			}
+			p.Packages = append(p.Packages, specs.PackageLock{Name: fmt.Sprintf("Pkg-%c", 'h'-n), Version: "1.0", URL: "https://example.invalid/" + file,
+				Filename: file, SHA256: hexOf(64), RequestedBy: []string{"spec:python.packages[0]"}})
 		}
 		for _, n := range rng.Perm(4)[:rng.Intn(4)] {
 			p.SystemSitePackages = append(p.SystemSitePackages, specs.Distribution{Name: fmt.Sprintf("site%d", n), Version: "2"})
@@ -433,7 +437,8 @@ func TestDiffSeesEveryRootInput(t *testing.T) {
 			return true
 		}},
 		{"installer", func(s *sideIn) bool {
-			if s.lock.Python == nil {
+			// pip builds sdists only: a lock of wheels does not depend on it.
+			if s.lock.Python == nil || !slices.ContainsFunc(s.lock.Python.Packages, func(p specs.PackageLock) bool { return strings.HasSuffix(p.Filename, ".tar.gz") }) {
 				return false
 			}
 			s.lock.Python.Installer = "pip 25.1"

@@ -37,6 +37,13 @@ type Wheel struct {
 	Scripts map[string]string
 	// Extra is added to the module's __init__.py.
 	Extra string
+	// Files are more members by their name in the wheel (e.g. "demo-1.0.data/scripts/tool"
+	// or "demo/data.bin"), listed in RECORD like the others.
+	Files map[string]string
+	// Exec lists members whose zip mode is a regular file with execute bits (0100755).
+	Exec []string
+	// Entry is more entry_points.txt text (e.g. a [gui_scripts] section).
+	Entry string
 }
 
 // Module is the importable module name of the wheel: the name with dashes and dots as
@@ -73,6 +80,14 @@ func (w Wheel) Bytes() ([]byte, error) {
 	}
 	init += w.Extra
 	files := []file{{mod + "/__init__.py", init}}
+	var extraNames []string
+	for n := range w.Files {
+		extraNames = append(extraNames, n)
+	}
+	sort.Strings(extraNames)
+	for _, n := range extraNames {
+		files = append(files, file{n, w.Files[n]})
+	}
 	meta := fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", w.Name, w.Version)
 	for _, r := range w.Requires {
 		meta += "Requires-Dist: " + r + "\n"
@@ -80,12 +95,15 @@ func (w Wheel) Bytes() ([]byte, error) {
 	files = append(files,
 		file{dist + "/METADATA", meta},
 		file{dist + "/WHEEL", "Wheel-Version: 1.0\nGenerator: wheeltest\nRoot-Is-Purelib: true\nTag: py3-none-any\n"})
-	if len(scriptNames) > 0 {
-		ep := "[console_scripts]\n"
+	if len(scriptNames) > 0 || w.Entry != "" {
+		ep := ""
+		if len(scriptNames) > 0 {
+			ep = "[console_scripts]\n"
+		}
 		for _, k := range scriptNames {
 			ep += k + " = " + w.Scripts[k] + "\n"
 		}
-		files = append(files, file{dist + "/entry_points.txt", ep})
+		files = append(files, file{dist + "/entry_points.txt", ep + w.Entry})
 	}
 	var record strings.Builder
 	for _, f := range files {
@@ -99,6 +117,12 @@ func (w Wheel) Bytes() ([]byte, error) {
 	zw := zip.NewWriter(&buf)
 	for _, f := range files {
 		hdr := &zip.FileHeader{Name: f.name, Method: zip.Deflate, Modified: time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)}
+		for _, x := range w.Exec {
+			if x == f.name {
+				hdr.CreatorVersion = 3 << 8 // unix
+				hdr.ExternalAttrs = 0o100755 << 16
+			}
+		}
 		fw, err := zw.CreateHeader(hdr)
 		if err != nil {
 			return nil, fmt.Errorf("making wheel %s: %w", w.Filename(), err)
