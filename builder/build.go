@@ -10,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"slices"
+	"strings"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
