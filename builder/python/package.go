@@ -63,11 +63,6 @@ func isWheel(filename string) bool { return strings.HasSuffix(filename, ".whl") 
 // a wheel.
 func BuildPackage(ctx context.Context, out string, opts PackageOptions) error {
 	pin := opts.Pin
-	files, err := Fetch(ctx, []specs.PackageLock{pin}, opts.Fetch)
-	if err != nil {
-		return err
-	}
-	wheel := files[pin.SHA256]
 	info := &PackageInfo{Name: pin.Name, Version: pin.Version, Wheel: specs.BuiltWheel{Filename: pin.Filename, SHA256: pin.SHA256}}
 	tmp, err := os.MkdirTemp("", "runpod-comfy-pkg-")
 	if err != nil {
@@ -75,8 +70,15 @@ func BuildPackage(ctx context.Context, out string, opts PackageOptions) error {
 	}
 	defer os.RemoveAll(tmp)
 	env := append(childEnv(tmp, opts.Env), "SOURCE_DATE_EPOCH="+SourceDateEpoch, "PYTHONHASHSEED=0")
-	if !isWheel(pin.Filename) {
-		bw, path, err := sdistWheel(ctx, tmp, env, wheel, opts)
+	var wheel string
+	if isWheel(pin.Filename) {
+		files, err := Fetch(ctx, []specs.PackageLock{pin}, opts.Fetch)
+		if err != nil {
+			return err
+		}
+		wheel = files[pin.SHA256]
+	} else {
+		bw, path, err := sdistWheel(ctx, tmp, env, opts)
 		if err != nil {
 			return err
 		}
@@ -159,7 +161,7 @@ func compileSources(ctx context.Context, tmp string, env []string, in specs.Pyth
 // cache (or a find_links folder) has it, else one pip builds now (pip wheel --no-deps
 // --no-index, SOURCE_DATE_EPOCH set), put into the wheel cache. A build that gives other bytes
 // than the lock records fails.
-func sdistWheel(ctx context.Context, tmp string, env []string, sdist string, opts PackageOptions) (*specs.BuiltWheel, string, error) {
+func sdistWheel(ctx context.Context, tmp string, env []string, opts PackageOptions) (*specs.BuiltWheel, string, error) {
 	pin := opts.Pin
 	if w := pin.Wheel; w != nil {
 		wl := specs.PackageLock{Name: pin.Name, Version: pin.Version, Filename: w.Filename, SHA256: w.SHA256}
@@ -176,6 +178,11 @@ func sdistWheel(ctx context.Context, tmp string, env []string, sdist string, opt
 			}
 		}
 	}
+	files, err := Fetch(ctx, []specs.PackageLock{pin}, opts.Fetch)
+	if err != nil {
+		return nil, "", err
+	}
+	sdist := files[pin.SHA256]
 	if err := checkPip(&Interpreter{PythonIdentity: opts.Interpreter, Pip: pipOf(ctx, opts.Interpreter.Path, env)}); err != nil {
 		return nil, "", fmt.Errorf("building a wheel of %s: %w", pin.Filename, err)
 	}
