@@ -264,7 +264,10 @@ func (s *Store) addLeased(ctx context.Context, l *Lease, p Path, opts AddOptions
 			return nil, fmt.Errorf("building %s: reference %s is no longer valid", p, r)
 		}
 	}
-	if files != nil {
+	// An object made of its references' files keeps no listing of its own (for a venv it
+	// would cost ~150 bytes per file of every package, each version again): verify names a
+	// changed file in the reference that holds it.
+	if files != nil && !opts.LinksFromReferences {
 		if err := s.writeFiles(p.Digest(), files); err != nil {
 			return nil, fmt.Errorf("building %s: %w", p, err)
 		}

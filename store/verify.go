@@ -257,7 +257,7 @@ func (s *Store) verifyOne(ctx context.Context, m *Meta, metas map[Path]*Meta) []
 		if fi.IsDir() {
 			recorded, err := s.readFiles(m.Path.Digest())
 			if err != nil {
-				p.Detail = fmt.Sprintf("NAR hash %s, metadata says %s; no file listing to name the file (%v)", narHash, m.NarHash, err)
+				p.Detail = fmt.Sprintf("NAR hash %s, metadata says %s; no file listing to name the file (%v; an object composed of its references' files, such as a venv, keeps none: verify its references)", narHash, m.NarHash, err)
 			} else {
 				p.Files = diffFiles(recorded, files)
 				p.Detail = fmt.Sprintf("NAR hash %s, metadata says %s; changed: %s", narHash, m.NarHash, strings.Join(p.Files, ", "))

@@ -125,7 +125,7 @@ func TestBuildVersion(t *testing.T) {
 			t.Errorf("check: %s %s rebuilt as %s, store has %s (files %v)", o.Kind, o.Path, o.RebuiltNarHash, o.StoreNarHash, o.Files)
 		}
 	}
-	if !kinds["venv"] || !kinds["python"] || !rep.OK() {
+	if !kinds["venv"] || !kinds["python"] || !kinds["python-package"] || !rep.OK() {
 		t.Errorf("check did not rebuild and match the venv: %+v", rep)
 	}
 

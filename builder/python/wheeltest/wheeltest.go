@@ -252,3 +252,47 @@ func (ix *Index) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 	}
 }
+
+// TorchLike returns a wheel shaped like torch: files members in folders of about 40 under
+// the module, nearly all bytes in a few shared-library-like binaries (half random, half
+// zeros, so they compress about as well as real ones) and the rest small Python modules;
+// about size bytes unpacked. The same arguments give the same wheel.
+func TorchLike(name, version string, files int, size int64) Wheel {
+	w := Wheel{Name: name, Version: version, Files: map[string]string{}}
+	mod := w.Module()
+	libs := files / 50
+	if libs < 1 {
+		libs = 1
+	}
+	seed := uint64(len(name))*7919 + uint64(len(version))
+	next := func() uint64 { // xorshift: deterministic, fast
+		seed ^= seed << 13
+		seed ^= seed >> 7
+		seed ^= seed << 17
+		return seed
+	}
+	per := size / int64(libs)
+	for i := 0; i < libs; i++ {
+		b := make([]byte, per)
+		for j := 0; j < len(b)/2; j += 8 {
+			v := next()
+			for k := 0; k < 8 && j+k < len(b)/2; k++ {
+				b[j+k] = byte(v >> (8 * k))
+			}
+		}
+		w.Files[fmt.Sprintf("%s/lib/lib%s_%03d.so", mod, mod, i)] = string(b)
+	}
+	for i := 0; len(w.Files) < files-1; i++ {
+		var body strings.Builder
+		fmt.Fprintf(&body, "\"\"\"Module %d of %s.\"\"\"\n", i, name)
+		for f := 0; f < 8; f++ {
+			fmt.Fprintf(&body, "\ndef f%d(x, y=%d):\n    s = {%d, %d}\n    return [x + y + i for i in range(%d) if i in s]\n", f, i, i, f, f+2)
+		}
+		dir := fmt.Sprintf("%s/sub%03d", mod, i/40)
+		if i%40 == 0 {
+			w.Files[dir+"/__init__.py"] = ""
+		}
+		w.Files[fmt.Sprintf("%s/m%04d.py", dir, i)] = body.String()
+	}
+	return w
+}

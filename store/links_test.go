@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func inode(t *testing.T, p string) (uint64, uint64) {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return st.Ino, uint64(st.Nlink)
+}
+
+// TestLinksFromReferences: an object built with LinksFromReferences keeps hard links to the
+// files of its references at the same relative path; a link to anything else (a file outside
+// the store, a reference's file at another path) is broken as always, and without the option
+// every link is broken.
+func TestLinksFromReferences(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	pkg := mustPath(t, "test:pkg", "pkg")
+	if _, err := s.Build(ctx, pkg, AddOptions{}, writeTree(map[string]string{"lib/a.py": "A\n", "lib/b.py": "B\n"})); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "user.txt")
+	if err := os.WriteFile(outside, []byte("mine\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	compose := func(out string) error {
+		if err := os.MkdirAll(filepath.Join(out, "lib"), 0o755); err != nil {
+			return err
+		}
+		for _, l := range [][2]string{
+			{filepath.Join(s.Abs(pkg), "lib/a.py"), "lib/a.py"}, // same place: kept
+			{filepath.Join(s.Abs(pkg), "lib/b.py"), "lib/c.py"}, // another place: copied
+			{outside, "user.txt"},                               // outside the store: copied
+		} {
+			if err := os.Link(l[0], filepath.Join(out, l[1])); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	venv := mustPath(t, "test:venv", "venv")
+	if _, err := s.Build(ctx, venv, AddOptions{References: []Path{pkg}, LinksFromReferences: true}, func(ctx context.Context, out string) error { return compose(out) }); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := inode(t, filepath.Join(s.Abs(pkg), "lib/a.py"))
+	if got, _ := inode(t, filepath.Join(s.Abs(venv), "lib/a.py")); got != a {
+		t.Errorf("lib/a.py: the link to the reference's file was broken")
+	}
+	for _, rel := range []string{"lib/c.py", "user.txt"} {
+		if _, n := inode(t, filepath.Join(s.Abs(venv), rel)); n != 1 {
+			t.Errorf("%s: still %d links", rel, n)
+		}
+	}
+	if _, n := inode(t, outside); n != 1 {
+		t.Errorf("the user's file keeps %d links", n)
+	}
+	other := mustPath(t, "test:venv2", "venv2")
+	if _, err := s.Build(ctx, other, AddOptions{References: []Path{pkg}}, func(ctx context.Context, out string) error { return compose(out) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := inode(t, filepath.Join(s.Abs(other), "lib/a.py")); got == a {
+		t.Errorf("without LinksFromReferences the link was kept")
+	}
+	if rep, err := s.Verify(ctx, VerifyOptions{}); err != nil || !rep.OK() {
+		t.Errorf("verify: %+v %v", rep, err)
+	}
+}
