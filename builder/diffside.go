@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 
+	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/diff"
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -51,6 +52,19 @@ func (o storeObjects) Size(p string) (int64, bool) {
 	m, err := o.s.Meta(sp)
 	if err != nil {
 		return 0, false
+	}
+	if m.Kind == drv.KindVenv {
+		// A venv's package files are its package objects' (hard links): count only the rest,
+		// so that a closure's total holds each package once.
+		size := m.NarSize
+		for _, r := range m.References {
+			if rp, err := store.ParsePath(r); err == nil {
+				if rm, err := o.s.Meta(rp); err == nil && rm.Kind == drv.KindPythonPackage {
+					size -= rm.NarSize
+				}
+			}
+		}
+		return max(size, 0), true
 	}
 	return m.NarSize, true
 }

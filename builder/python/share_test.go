@@ -14,6 +14,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder"
 	"github.com/runpod-comfy/runpod-comfy/builder/drv"
 	"github.com/runpod-comfy/runpod-comfy/builder/python/wheeltest"
+	"github.com/runpod-comfy/runpod-comfy/diff"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 	"github.com/runpod-comfy/runpod-comfy/store/cache"
@@ -90,9 +91,9 @@ func TestSecondVersionShares(t *testing.T) {
 		}
 		return res
 	}
-	build(root, spec("one", "1.0"), nil)
+	res1 := build(root, spec("one", "1.0"), nil)
 	before := DiskUsage(t, filepath.Join(root, "store"))
-	build(root, spec("two", "1.1"), nil)
+	res2 := build(root, spec("two", "1.1"), nil)
 	growth := DiskUsage(t, filepath.Join(root, "store")) - before
 
 	pkgB := storeObject(t, root, "python3.11-small-b-1.1")
@@ -136,6 +137,26 @@ func TestSecondVersionShares(t *testing.T) {
 	}
 	if fi, _ := os.Stat(filepath.Join(torchy, so)); inodes[0] != inodes[1] || inodes[0] != fi.Sys().(*syscall.Stat_t).Ino {
 		t.Errorf("torchy's library is not one file in both venvs and the package: %v", inodes)
+	}
+
+	// diff: the package that moved, and sizes that hold torchy once.
+	{
+		s, err := store.Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := diff.Compare(builder.DiffSide(s, "one", spec("one", "1.0"), res1.Lock), builder.DiffSide(s, "two", spec("two", "1.1"), res2.Lock), builder.DiffOptions(ctx, s))
+		if len(rep.Packages) != 1 || rep.Packages[0] != (diff.PackageChange{Name: "small-b", Change: "upgraded", From: "1.0", To: "1.1"}) {
+			t.Errorf("diff packages %+v", rep.Packages)
+		}
+		tp, _ := store.ParsePath(filepath.Base(torchy))
+		tm, err := s.Meta(tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Size.TotalB > tm.NarSize*3/2 || rep.Size.NewToStore != 0 || !rep.Size.Known {
+			t.Errorf("diff sizes %+v count torchy (NAR %d) more than once", rep.Size, tm.NarSize)
+		}
 	}
 
 	// Both versions import what they pin and run their scripts, after ROOT moves.
