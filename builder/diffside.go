@@ -58,10 +58,8 @@ func (o storeObjects) Size(p string) (int64, bool) {
 		// so that a closure's total holds each package once.
 		size := m.NarSize
 		for _, r := range m.References {
-			if rp, err := store.ParsePath(r); err == nil {
-				if rm, err := o.s.Meta(rp); err == nil && rm.Kind == drv.KindPythonPackage {
-					size -= rm.NarSize
-				}
+			if rm, err := o.s.Meta(r); err == nil && rm.Kind == drv.KindPythonPackage {
+				size -= rm.NarSize
 			}
 		}
 		return max(size, 0), true

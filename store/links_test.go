@@ -26,7 +26,7 @@ func TestLinksFromReferences(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	pkg := mustPath(t, "test:pkg", "pkg")
-	if _, err := s.Build(ctx, pkg, AddOptions{}, writeTree(map[string]string{"lib/a.py": "A\n", "lib/b.py": "B\n"})); err != nil {
+	if _, err := s.Add(ctx, pkg, AddOptions{}, writeTree(map[string]string{"lib/a.py": "A\n", "lib/b.py": "B\n"})); err != nil {
 		t.Fatal(err)
 	}
 	outside := filepath.Join(t.TempDir(), "user.txt")
@@ -49,7 +49,7 @@ func TestLinksFromReferences(t *testing.T) {
 		return nil
 	}
 	venv := mustPath(t, "test:venv", "venv")
-	if _, err := s.Build(ctx, venv, AddOptions{References: []Path{pkg}, LinksFromReferences: true}, func(ctx context.Context, out string) error { return compose(out) }); err != nil {
+	if _, err := s.Add(ctx, venv, AddOptions{References: []Path{pkg}, LinksFromReferences: true}, func(ctx context.Context, out string) error { return compose(out) }); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := inode(t, filepath.Join(s.Abs(pkg), "lib/a.py"))
@@ -65,7 +65,7 @@ func TestLinksFromReferences(t *testing.T) {
 		t.Errorf("the user's file keeps %d links", n)
 	}
 	other := mustPath(t, "test:venv2", "venv2")
-	if _, err := s.Build(ctx, other, AddOptions{References: []Path{pkg}}, func(ctx context.Context, out string) error { return compose(out) }); err != nil {
+	if _, err := s.Add(ctx, other, AddOptions{References: []Path{pkg}}, func(ctx context.Context, out string) error { return compose(out) }); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := inode(t, filepath.Join(s.Abs(other), "lib/a.py")); got == a {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/builder/python/wheeltest"
 	"github.com/runpod-comfy/runpod-comfy/specs"
+	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
 // richWheel has every part of the format: root files, all five .data schemes, a #!python
@@ -395,12 +396,12 @@ func TestVenvSharesPackages(t *testing.T) {
 		t.Fatalf("no gamma package among %v", d1.Inputs)
 	}
 	for _, m := range []struct {
-		refs []string
+		refs []store.Path
 		name string
 	}{{m1.References, "first venv"}, {m2.References, "second venv"}} {
 		found := false
 		for _, r := range m.refs {
-			found = found || r == gamma
+			found = found || r.String() == gamma
 		}
 		if !found {
 			t.Errorf("%s does not reference %s: %v", m.name, gamma, m.refs)
