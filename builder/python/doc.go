@@ -26,34 +26,26 @@
 //     what with the file and line. (uv is not used, even when on PATH: not implemented yet.)
 //   - Wheel cache: ROOT/cache/runpod-comfy/pip, files at files/<sha256>/<filename>, written
 //     only after their sha256 matched the lock; pip's own HTTP cache (resolution) is in http/.
+//   - Package object: one installed distribution (kind python-package), input-addressed from
+//     the python derivation and the pin (name, version, filename, sha256; not URLs): the wheel
+//     installed by InstallWheel (PEP 427, our own installer; no pip) into the object as a venv
+//     prefix, bytecode compiled by the interpreter in one process per package as
+//     unchecked-hash pycs recording prefix-relative paths (the same bytes in every venv and
+//     every ROOT), RECORD, and wheel.json naming the wheel installed. An sdist is built into
+//     a wheel once by pip wheel; the lock records that wheel (PackageLock.Wheel).
 //   - Venv: the output of the venv derivation, input-addressed from the python derivation,
-//     the installer, the pins (name, version, filename, sha256; not URLs) and, with
-//     system_site_packages, the distributions found there. It is built at its final store
-//     path under the store lease (store.AddOptions.AtFinalPath).
+//     every package object and, with system_site_packages, the distributions found there.
+//     It is built at its final store path under the store lease (store.AddOptions.AtFinalPath):
+//     `python -m venv --without-pip --prompt venv` (the interpreter layer), made relocatable
+//     (pyvenv.cfg loses its command line; bin/activate computes its own location; the csh,
+//     fish and PowerShell variants are removed; none of its own files may hold its path),
+//     then every file of every package object hard-linked at the same relative path (copied
+//     where the filesystem refuses links, said once). The store keeps those links
+//     (store.AddOptions.LinksFromReferences) and the venv references its packages, so GC,
+//     verify, check and the binary cache follow them; the scheduler composes a venv rather
+//     than substituting it (drv.Derivation.LinksInputs).
 //
-// Building a venv (Install):
-//
-//  1. The locked files are put into the wheel cache (Fetch): from the cache, a file:// URL or
-//     a local find_links folder, else downloaded; each checked against its sha256. Offline,
-//     a file found nowhere local fails the build naming every such file.
-//  2. `python -m venv --without-pip --prompt venv` at the final path: the venv carries no pip,
-//     so none of pip's own files (with their build-dependent bytes) are in it.
-//  3. The base interpreter's pip installs into it (`pip --python <venv>/bin/python install
-//     --no-deps --require-hashes --no-index --find-links <links> --no-compile`) from a folder
-//     of links to exactly the locked files, named by a requirements file name==version
-//     --hash=sha256:...: no resolution, no index, no direct_url.json.
-//  4. Relocate: pyvenv.cfg loses its command line (home and executable name the base
-//     interpreter, outside the store and part of its identity); entry scripts become a
-//     /bin/sh trampoline running the python beside the script (realpath of $0), and their
-//     RECORD lines get the new hash; bin/activate computes its own location (bash, zsh);
-//     activate.csh, activate.fish and Activate.ps1 are removed; __pycache__ is removed and
-//     rebuilt by compileall in one process, folders in sorted order, with unchecked-hash
-//     pycs whose recorded source paths are relative to the venv's store name, under
-//     PYTHONHASHSEED=0 and SOURCE_DATE_EPOCH=315532800; finally any file still holding the
-//     venv's absolute path fails the build.
-//
-// The store then canonicalises, hashes and registers the venv; an error at any step
-// registers nothing. Children run with a minimal environment (PIP_CONFIG_FILE=/dev/null, no
-// user site) plus what PassEnv picks (proxies, certificates): a user's pip.conf or
-// PIP_FIND_LINKS cannot change a lock or a venv.
+// Children run with a minimal environment (PIP_CONFIG_FILE=/dev/null, no user site) plus what
+// PassEnv picks (proxies, certificates): a user's pip.conf or PIP_FIND_LINKS cannot change a
+// lock or a venv.
 package python
