@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -110,30 +109,12 @@ func BenchmarkVenv(b *testing.B) {
 
 var venvTorchMB = flag.Int("venv.torch-mb", 100, "BenchmarkVenvSecondVersion: unpacked size of the torch-like wheel in MB")
 
-// duOnce is what dirs take on disk, each hard-linked file counted once (du's rule).
+// duOnce is wheeltest.DiskUsage, failing the benchmark on an error.
 func duOnce(tb testing.TB, dirs ...string) int64 {
 	tb.Helper()
-	seen := map[[2]uint64]bool{}
-	var n int64
-	for _, dir := range dirs {
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			st := fi.Sys().(*syscall.Stat_t)
-			if k := [2]uint64{uint64(st.Dev), st.Ino}; !seen[k] {
-				seen[k] = true
-				n += st.Blocks * 512
-			}
-			return nil
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
+	n, err := wheeltest.DiskUsage(dirs...)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return n
 }

@@ -20,27 +20,10 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/store/cache"
 )
 
-// DiskUsage is what dir takes on disk, counting each hard-linked file once (as du does).
+// DiskUsage is wheeltest.DiskUsage, failing the test on an error.
 func DiskUsage(t testing.TB, dir string) int64 {
 	t.Helper()
-	seen := map[[2]uint64]bool{}
-	var n int64
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		k := [2]uint64{uint64(st.Dev), st.Ino}
-		if !seen[k] {
-			seen[k] = true
-			n += st.Blocks * 512
-		}
-		return nil
-	})
+	n, err := wheeltest.DiskUsage(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

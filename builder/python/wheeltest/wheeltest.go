@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"html"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -295,4 +297,35 @@ func TorchLike(name, version string, files int, size int64) Wheel {
 		w.Files[fmt.Sprintf("%s/m%04d.py", dir, i)] = body.String()
 	}
 	return w
+}
+
+// DiskUsage is what dirs take on disk, each hard-linked file counted once (du's rule), so
+// that tests and benchmarks can measure what a venv of links really costs.
+func DiskUsage(dirs ...string) (int64, error) {
+	seen := map[[2]uint64]bool{}
+	var n int64
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok {
+				return fmt.Errorf("%s: no stat", p)
+			}
+			if k := [2]uint64{uint64(st.Dev), st.Ino}; !seen[k] {
+				seen[k] = true
+				n += st.Blocks * 512
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
