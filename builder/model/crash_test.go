@@ -49,12 +49,16 @@ func killChildAfterCheckpoint(t *testing.T, url, partial string, minOffset int64
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var ck checkpoint
+	var (
+		ck    checkpoint
+		state string
+	)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		states, _ := filepath.Glob(filepath.Join(partial, "*.state"))
 		if len(states) == 1 {
-			if b, err := os.ReadFile(states[0]); err == nil && json.Unmarshal(b, &ck) == nil && ck.Offset >= minOffset {
+			state = states[0]
+			if b, err := os.ReadFile(state); err == nil && json.Unmarshal(b, &ck) == nil && ck.Offset >= minOffset {
 				break
 			}
 		}
@@ -69,6 +73,12 @@ func killChildAfterCheckpoint(t *testing.T, url, partial string, minOffset int64
 		t.Fatal(err)
 	}
 	child.Wait()
+	// The child may have checkpointed again between the read above and the kill: the resume
+	// starts from the last checkpoint on disk (written atomically), so return that one.
+	b, err := os.ReadFile(state)
+	if err != nil || json.Unmarshal(b, &ck) != nil {
+		t.Fatalf("reading the checkpoint after the kill: %v", err)
+	}
 	return ck
 }
 
