@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
 	"github.com/runpod-comfy/runpod-comfy/diff/tree"
 	"github.com/runpod-comfy/runpod-comfy/internal/layout"
+	"github.com/runpod-comfy/runpod-comfy/internal/rawfile"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
 
@@ -223,27 +223,10 @@ func (l linkFromStore) Build(ctx context.Context, bc *drv.BuildContext, d *drv.D
 	}
 	src := l.from.Abs(d.Path)
 	if err := os.Link(src, out); err != nil {
-		if err := copyFile(src, out); err != nil {
+		if err := rawfile.CopyFile(out, src, 0o644); err != nil {
 			return err
 		}
 	}
 	bc.KnownNar = store.KnownNar{Hash: m.NarHash, Size: m.NarSize}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

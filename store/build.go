@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
+	"github.com/runpod-comfy/runpod-comfy/internal/rawfile"
 	"github.com/runpod-comfy/runpod-comfy/store/nar"
 )
 
@@ -490,24 +490,11 @@ func (s *Store) storeDirs() []string {
 	return out
 }
 
+// breakLink replaces the hard-linked file p by a copy of its own (the other links keep the
+// original inode).
 func breakLink(p string, perm fs.FileMode) error {
-	src, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
 	tmp := p + ".canon-" + randHex(4)
-	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm|0o200)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := dst.Close(); err != nil {
-		os.Remove(tmp)
+	if err := rawfile.CopyFile(tmp, p, uint32(perm|0o200)); err != nil {
 		return err
 	}
 	return os.Rename(tmp, p)

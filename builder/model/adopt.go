@@ -3,13 +3,13 @@ package model
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/runpod-comfy/runpod-comfy/internal/rawfile"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -105,7 +105,7 @@ func storeAdopted(ctx context.Context, s *store.Store, p store.Path, kind string
 
 // placeAdopted makes out a reflink of file, else a hard link to it, else a copy.
 func placeAdopted(file, out string) (string, error) {
-	if err := newFileFrom(file, out, reflink); err == nil {
+	if err := reflink(file, out); err == nil {
 		return AdoptReflink, nil
 	}
 	if fi, err := os.Stat(file); err == nil && fi.Mode()&0o111 == 0 {
@@ -113,15 +113,15 @@ func placeAdopted(file, out string) (string, error) {
 			return AdoptHardLink, nil
 		}
 	}
-	if err := newFileFrom(file, out, copyInto); err != nil {
+	if err := rawfile.CopyFile(out, file, 0o644); err != nil {
 		return "", err
 	}
 	return AdoptCopy, nil
 }
 
-// newFileFrom creates out, which must not exist, and fills it from file with fill (reflink or
-// copyInto). On failure out is removed.
-func newFileFrom(file, out string, fill func(dst, src *os.File) error) error {
+// reflink makes out, which must not exist, a clone of file sharing its blocks (FICLONE:
+// btrfs, XFS, ...). On failure out is removed.
+func reflink(file, out string) error {
 	src, err := os.Open(file)
 	if err != nil {
 		return err
@@ -131,7 +131,7 @@ func newFileFrom(file, out string, fill func(dst, src *os.File) error) error {
 	if err != nil {
 		return err
 	}
-	err = fill(dst, src)
+	err = unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -140,17 +140,6 @@ func newFileFrom(file, out string, fill func(dst, src *os.File) error) error {
 		return err
 	}
 	return nil
-}
-
-// reflink clones src into dst, sharing its blocks (FICLONE: btrfs, XFS, ...).
-func reflink(dst, src *os.File) error {
-	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
-}
-
-// copyInto copies src's bytes into dst.
-func copyInto(dst, src *os.File) error {
-	_, err := io.Copy(dst, src)
-	return err
 }
 
 // adoptFirstUse trusts on first use the file a models directory already holds for a model

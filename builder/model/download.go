@@ -20,6 +20,7 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
+	"github.com/runpod-comfy/runpod-comfy/internal/rawfile"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -169,32 +170,17 @@ func (f *Fetcher) Fetch(ctx context.Context, src Source, want Want, dst string, 
 	}
 }
 
-// moveFile renames src to dst, copying when they are on different filesystems.
+// moveFile renames src to dst, copying (and fsyncing the copy) when they are on different
+// filesystems.
 func moveFile(src, dst string) error {
 	err := os.Rename(src, dst)
 	if !errors.Is(err, syscall.EXDEV) {
 		return err
 	}
-	in, err := os.Open(src)
-	if err != nil {
+	if err := rawfile.CopyFile(dst, src, 0o644); err != nil {
 		return err
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(dst)
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		os.Remove(dst)
-		return err
-	}
-	if err := out.Close(); err != nil {
+	if err := syncFile(dst, 0o644); err != nil {
 		os.Remove(dst)
 		return err
 	}

@@ -4,8 +4,10 @@
 package rawfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +62,32 @@ func CopyN(p string, perm uint32, r io.Reader, size int64, buf []byte) error {
 		}
 	}
 	return closeFile(fd, p)
+}
+
+// CopyFile creates dst, which must not exist, with mode perm and the bytes of the regular
+// file src, as src's size was when it was opened. On failure dst is removed. Like the rest of
+// this package it does not fsync: callers that need durability sync dst (or its whole tree)
+// themselves.
+func CopyFile(dst, src string, perm uint32) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("copying %s: not a regular file", src)
+	}
+	if err := CopyN(dst, perm, in, fi.Size(), make([]byte, min(fi.Size(), 1<<20)+1)); err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			os.Remove(dst)
+		}
+		return err
+	}
+	return nil
 }
 
 func closeFile(fd int, p string) error {

@@ -35,3 +35,56 @@ func TestCopyNAndWriteFile(t *testing.T) {
 		t.Errorf("short reader: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+// TestCopyFile copies a file with a new mode, and fails leaving things as they were when the
+// destination exists (a file or a symlink, never followed), the source is missing or is not
+// a regular file.
+func TestCopyFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	data := bytes.Repeat([]byte("weights"), 200_000) // more than one buffer
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "dst")
+	if err := CopyFile(dst, src, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+		t.Errorf("copied %d bytes, want %d", len(got), len(data))
+	}
+	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o444 {
+		t.Errorf("mode %v, want 0444", fi.Mode().Perm())
+	}
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o644)
+	if err := CopyFile(filepath.Join(dir, "empty-copy"), empty, 0o644); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+
+	if err := CopyFile(dst, empty, 0o644); !errors.Is(err, os.ErrExist) {
+		t.Errorf("over an existing file: %v, want ErrExist", err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+		t.Error("the existing destination changed")
+	}
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("keep"), 0o644)
+	link := filepath.Join(dir, "link")
+	os.Symlink(victim, link)
+	if err := CopyFile(link, src, 0o644); !errors.Is(err, os.ErrExist) {
+		t.Errorf("over a symlink: %v, want ErrExist", err)
+	}
+	if got, _ := os.ReadFile(victim); string(got) != "keep" {
+		t.Error("a symlink destination was followed")
+	}
+	for name, from := range map[string]string{"missing": filepath.Join(dir, "nothing"), "directory": dir} {
+		out := filepath.Join(dir, "out-"+name)
+		if err := CopyFile(out, from, 0o644); err == nil {
+			t.Errorf("%s source copied", name)
+		}
+		if _, err := os.Lstat(out); err == nil {
+			t.Errorf("%s source left %s", name, out)
+		}
+	}
+}
