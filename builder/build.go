@@ -17,6 +17,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/builder/model"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
+	"github.com/runpod-comfy/runpod-comfy/builder/registry"
 	"github.com/runpod-comfy/runpod-comfy/internal/layout"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
@@ -54,6 +55,9 @@ type BuildOptions struct {
 	// DownloadJobs limits model downloads running at once (0 = 4), apart from Jobs.
 	Models       model.Options
 	DownloadJobs int
+	// RegistryURL is the Comfy Registry's API ("" = registry.DefaultURL); cmd fills it from
+	// $RUNPOD_COMFY_REGISTRY_URL. The registry and its download host get no credentials.
+	RegistryURL string
 	// Progress shows what is happening (nil = silent).
 	Progress *progress.Display
 	// Substitute is passed to Realise (CACHE).
@@ -144,7 +148,12 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 	if err != nil {
 		return nil, file, false, err
 	}
+	reg, err := newRegistry(opts)
+	if err != nil {
+		return nil, file, false, err
+	}
 	lock, err = Resolve(ctx, opts.Spec, old, ResolveOptions{
+		Registry:    reg,
 		Models:      models,
 		Git:         newMirrors(opts),
 		Update:      opts.Update,
@@ -171,6 +180,16 @@ func EnsureLock(ctx context.Context, opts BuildOptions) (lock *specs.Lock, file 
 	return lock, file, true, nil
 }
 
+// newRegistry returns the registry resolver of opts: the client of opts.RegistryURL and the
+// archive cache of opts.Root.
+func newRegistry(opts BuildOptions) (*registry.Resolver, error) {
+	c, err := registry.NewClient(opts.RegistryURL)
+	if err != nil {
+		return nil, err
+	}
+	return &registry.Resolver{Client: c, Fetcher: registry.NewFetcher(layout.New(opts.Root).Registry()), Offline: opts.Offline || opts.Spec.Options.Offline}, nil
+}
+
 // newMirrors returns the mirror cache of opts.Root with the credentials opts allow: the
 // token for the hosts of opts.Spec's repositories, the per-host tokens for their hosts.
 func newMirrors(opts BuildOptions) *git.Mirrors {
@@ -193,7 +212,9 @@ func GitCredentials(spec *specs.Spec, token string, perHost map[string]string) g
 	}
 	add(spec.Comfy.Repo)
 	for _, n := range spec.CustomNodes {
-		add(n.Repo)
+		if n.Repo != "" {
+			add(n.Repo)
+		}
 	}
 	return c
 }
@@ -202,10 +223,11 @@ func GitCredentials(spec *specs.Spec, token string, perHost map[string]string) g
 func builders(opts BuildOptions, mirrors *git.Mirrors) map[string]drv.Builder {
 	pyb := python.NewBuilder(opts.Root, opts.Spec, opts.Offline, opts.Environ)
 	return map[string]drv.Builder{
-		drv.KindGit:    &git.Builder{Mirrors: mirrors},
-		drv.KindRoot:   rootBuilder{},
-		drv.KindModel:  drv.Limit(model.NewBuilder(opts.Models, opts.Root, opts.Spec, opts.Progress), cmp.Or(opts.DownloadJobs, 4)),
-		drv.KindPython: pyb,
+		drv.KindGit:      &git.Builder{Mirrors: mirrors},
+		drv.KindRegistry: drv.Limit(&registry.Builder{Fetcher: registry.NewFetcher(layout.New(opts.Root).Registry())}, cmp.Or(opts.DownloadJobs, 4)),
+		drv.KindRoot:     rootBuilder{},
+		drv.KindModel:    drv.Limit(model.NewBuilder(opts.Models, opts.Root, opts.Spec, opts.Progress), cmp.Or(opts.DownloadJobs, 4)),
+		drv.KindPython:   pyb,
 		// Package objects download and unpack: as many at once as model downloads.
 		drv.KindPythonPackage: drv.Limit(pyb, cmp.Or(opts.DownloadJobs, 4)),
 		drv.KindVenv:          pyb,
@@ -345,8 +367,13 @@ func cloneLock(l *specs.Lock) *specs.Lock { return l.Clone() }
 // address names the commit).
 func CheckRoot(s *store.Store, root store.Path, lock *specs.Lock) []NodeStatus {
 	dir := s.Abs(root)
-	check := func(name, rel string, g specs.GitLock) NodeStatus {
+	check := func(name, rel string, g specs.GitLock, r *specs.RegistryLock) NodeStatus {
 		st := NodeStatus{Name: name, Commit: g.Commit}
+		wantCA, what := "git:"+g.Commit, "commit "+g.Commit
+		if r != nil {
+			st.Commit = r.ID + "@" + r.Version
+			wantCA, what = registry.CA(*r), r.ID+"@"+r.Version+" (archive "+r.SHA256+")"
+		}
 		target, err := os.Readlink(filepath.Join(dir, filepath.FromSlash(rel)))
 		if err != nil {
 			st.Problem = "missing from the root: " + err.Error()
@@ -363,8 +390,8 @@ func CheckRoot(s *store.Store, root store.Path, lock *specs.Lock) []NodeStatus {
 			st.Problem = "object not valid: " + err.Error()
 			return st
 		}
-		if m.CA != "git:"+g.Commit {
-			st.Problem = fmt.Sprintf("object holds %q, want commit %s", m.CA, g.Commit)
+		if m.CA != wantCA {
+			st.Problem = fmt.Sprintf("object holds %q, want %s", m.CA, what)
 			return st
 		}
 		if _, err := os.Stat(s.Abs(p)); err != nil {
@@ -374,9 +401,9 @@ func CheckRoot(s *store.Store, root store.Path, lock *specs.Lock) []NodeStatus {
 		st.OK = true
 		return st
 	}
-	out := []NodeStatus{check("comfyui", "comfyui", lock.Comfy)}
+	out := []NodeStatus{check("comfyui", "comfyui", lock.Comfy, nil)}
 	for _, n := range lock.CustomNodes {
-		out = append(out, check(n.Name, "custom_nodes/"+n.Name, n.GitLock))
+		out = append(out, check(n.Name, "custom_nodes/"+n.Name, n.GitLock, n.Registry))
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/builder/model"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
+	"github.com/runpod-comfy/runpod-comfy/builder/registry"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 	"github.com/runpod-comfy/runpod-comfy/store"
 )
@@ -90,8 +91,16 @@ func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error
 		if err := specs.CheckNodeName(n.Name); err != nil {
 			return nil, fmt.Errorf("custom node %q: %w", n.Name, err)
 		}
-		d := git.Derivation(n.Name, n.Repo, n.Commit, n.Submodules, n.NarHash)
-		d.Label = fmt.Sprintf("custom node %q", n.Name)
+		var d *drv.Derivation
+		if r := n.Registry; r != nil {
+			if !strings.HasPrefix(r.SHA256, "sha256:") || r.Version == "" {
+				return nil, fmt.Errorf("custom node %q (%s): the lock pins no version and sha256: resolve the spec", n.Name, r.ID)
+			}
+			d = registry.Derivation(n.Name, *r, n.NarHash)
+		} else {
+			d = git.Derivation(n.Name, n.Repo, n.Commit, n.Submodules, n.NarHash)
+			d.Label = fmt.Sprintf("custom node %q", n.Name)
+		}
 		for _, sn := range spec.CustomNodes {
 			if sn.Name == n.Name {
 				d.Pos = sn.Pos
@@ -104,9 +113,11 @@ func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error
 		p.Nodes = append(p.Nodes, d)
 		p.byNode[n.Name] = d
 		root.Link("custom_nodes/"+n.Name, d)
-		root.Manifest.CustomNodes = append(root.Manifest.CustomNodes, specs.ManifestNode{
-			Name: n.Name, Commit: n.Commit, StorePath: d.Path.String(), Writable: n.Writable,
-		})
+		mn := specs.ManifestNode{Name: n.Name, Commit: n.Commit, StorePath: d.Path.String(), Writable: n.Writable}
+		if r := n.Registry; r != nil {
+			mn.Registry, mn.Version = r.ID, r.Version
+		}
+		root.Manifest.CustomNodes = append(root.Manifest.CustomNodes, mn)
 	}
 
 	// Models: one fixed object per file (shared by targets naming the same file), linked at

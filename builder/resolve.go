@@ -10,6 +10,7 @@ import (
 	"github.com/runpod-comfy/runpod-comfy/builder/git"
 	"github.com/runpod-comfy/runpod-comfy/builder/model"
 	"github.com/runpod-comfy/runpod-comfy/builder/python"
+	"github.com/runpod-comfy/runpod-comfy/builder/registry"
 	"github.com/runpod-comfy/runpod-comfy/internal/progress"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
@@ -31,6 +32,9 @@ type ResolveOptions struct {
 	Offline bool
 	// Models resolves model checksums (needed when the spec has models).
 	Models *model.Resolver
+	// Registry resolves Comfy Registry nodes and reads their archives (needed when the spec
+	// has registry nodes).
+	Registry *registry.Resolver
 }
 
 // Updating reports whether the entry called name is to be re-resolved even when unchanged.
@@ -114,7 +118,12 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 	}
 	for _, n := range spec.CustomNodes {
 		if n.IsRegistry() {
-			errs = append(errs, &ResolveError{Node: n.Label(), Pos: n.Pos, Err: errors.New("Comfy Registry nodes are not resolved by this build of runpod-comfy yet")})
+			nl, err := resolveRegistry(ctx, opts, n, old)
+			if err != nil {
+				errs = append(errs, &ResolveError{Node: n.Label(), Pos: n.Pos, Err: err})
+				continue
+			}
+			lock.CustomNodes = append(lock.CustomNodes, nl)
 			continue
 		}
 		var prev *specs.GitLock
@@ -161,6 +170,15 @@ func Resolve(ctx context.Context, spec *specs.Spec, old *specs.Lock, opts Resolv
 	py, err := python.ResolveLock(ctx, spec, lock, old, python.LockOptions{
 		Root: opts.Root, Environ: opts.Environ, Offline: opts.Offline, Update: opts.Updating("python"),
 		ReadFile: opts.Git.ReadFile,
+		ReadNode: func(ctx context.Context, n specs.NodeLock, name string) ([]byte, error) {
+			if n.Registry != nil {
+				if opts.Registry == nil {
+					return nil, errors.New("no registry configured to read the node's archive")
+				}
+				return opts.Registry.ReadFile(ctx, *n.Registry, name)
+			}
+			return opts.Git.ReadFile(ctx, n.Repo, n.Commit, name)
+		},
 		Warn:     func(w string) { opts.Progress.Logf("warning: %s", w) },
 		Progress: opts.Progress,
 	})
@@ -216,4 +234,51 @@ func resolveGit(ctx context.Context, opts ResolveOptions, name, repo, ref, commi
 		g.NarHash, g.StorePath = prev.NarHash, prev.StorePath
 	}
 	return g, nil
+}
+
+// resolveRegistry pins one registry node: the old lock's pin is reused when the node asks for
+// the same id and version request and is not being updated (no network); otherwise the
+// registry picks the version and the archive is hashed. The NAR hash and store path recorded
+// by an earlier build are kept when the archive is the same.
+func resolveRegistry(ctx context.Context, opts ResolveOptions, n specs.CustomNode, old *specs.Lock) (specs.NodeLock, error) {
+	var prev *specs.NodeLock
+	if old != nil {
+		for i := range old.CustomNodes {
+			if old.CustomNodes[i].Name == n.Name && old.CustomNodes[i].Registry != nil {
+				prev = &old.CustomNodes[i]
+			}
+		}
+	}
+	if opts.Registry == nil {
+		return specs.NodeLock{}, errors.New("no registry configured")
+	}
+	var prevR *specs.RegistryLock
+	if prev != nil {
+		prevR = prev.Registry
+	}
+	updating := opts.Updating(n.Name)
+	if prevR != nil && prevR.ID == n.Registry && prevR.Request == n.Version && !updating {
+		nl := *prev
+		rc := *prevR
+		nl.Registry = &rc
+		nl.GitLock = specs.GitLock{NarHash: prev.NarHash, StorePath: prev.StorePath}
+		nl.InstallRequirements, nl.Writable = n.WantsRequirements(), n.Writable
+		return nl, nil
+	}
+	t := opts.Progress.Start("resolve " + n.Name)
+	t.Status("registry " + n.Registry + "@" + n.Version)
+	r, warns, err := opts.Registry.Resolve(ctx, n, prevR, updating)
+	if err != nil {
+		t.Done("", err)
+		return specs.NodeLock{}, err
+	}
+	t.Done(n.Registry+"@"+n.Version+" -> "+r.Version, nil)
+	for _, w := range warns {
+		opts.Progress.Logf("warning: %s (%s): %s", n.Label(), n.Pos, w)
+	}
+	nl := specs.NodeLock{Name: n.Name, Registry: &r, InstallRequirements: n.WantsRequirements(), Writable: n.Writable}
+	if prevR != nil && prevR.SHA256 == r.SHA256 {
+		nl.NarHash, nl.StorePath = prev.NarHash, prev.StorePath
+	}
+	return nl, nil
 }

@@ -26,11 +26,12 @@ type Lock struct {
 	Env map[string]string `json:"env,omitempty"`
 }
 
-// GitLock pins one git source.
+// GitLock pins one git source. In a registry node's NodeLock only NarHash and StorePath are
+// set (repo and commit are then left out of the file).
 type GitLock struct {
-	Repo       string `json:"repo"`
+	Repo       string `json:"repo,omitempty"`
 	Ref        string `json:"ref,omitempty"`
-	Commit     string `json:"commit"`
+	Commit     string `json:"commit,omitempty"`
 	Submodules bool   `json:"submodules,omitempty"`
 	// NarHash is recorded the first time the source is exported; a later export whose NAR hash
 	// differs fails the build.
@@ -38,12 +39,41 @@ type GitLock struct {
 	StorePath string `json:"store_path,omitempty"`
 }
 
-// NodeLock pins one custom node. Name is its directory under custom_nodes/.
+// NodeLock pins one custom node. Name is its directory under custom_nodes/. A git node pins
+// its GitLock; a registry node its Registry (and records NarHash and StorePath in GitLock as a
+// git node does).
 type NodeLock struct {
 	Name string `json:"name"`
 	GitLock
-	InstallRequirements bool `json:"install_requirements"`
-	Writable            bool `json:"writable,omitempty"`
+	Registry            *RegistryLock `json:"registry,omitempty"`
+	InstallRequirements bool          `json:"install_requirements"`
+	Writable            bool          `json:"writable,omitempty"`
+}
+
+// RegistryLock pins one Comfy Registry node version and its archive.
+type RegistryLock struct {
+	// ID is the registry id, Request the spec's version request ("^8.8.0", "latest").
+	ID      string `json:"id"`
+	Request string `json:"request"`
+	// Version is the exact version Request resolved to.
+	Version string `json:"version"`
+	// URL is the version's downloadUrl as the registry gave it.
+	URL string `json:"url"`
+	// SHA256 is the archive's checksum, "sha256:<64 hex>"; computed when the archive was
+	// downloaded at resolve time (the registry publishes none) and checked on every build.
+	SHA256 string `json:"sha256"`
+}
+
+// IsRegistry reports whether n is a registry node.
+func (n NodeLock) IsRegistry() bool { return n.Registry != nil }
+
+// Pin is how messages and diffs name what n is pinned to: "<id>@<version>" for a registry
+// node, the commit for a git node.
+func (n NodeLock) Pin() string {
+	if n.Registry != nil {
+		return n.Registry.ID + "@" + n.Registry.Version
+	}
+	return n.Commit
 }
 
 // ModelLock pins one model file.

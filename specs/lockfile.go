@@ -104,6 +104,12 @@ func (l *Lock) Canonicalize() {
 func (l *Lock) Clone() *Lock {
 	c := *l
 	c.CustomNodes = slices.Clone(l.CustomNodes)
+	for i := range c.CustomNodes {
+		if r := c.CustomNodes[i].Registry; r != nil {
+			rc := *r
+			c.CustomNodes[i].Registry = &rc
+		}
+	}
 	c.Models = slices.Clone(l.Models)
 	c.Env = maps.Clone(l.Env)
 	if l.Python != nil {

@@ -39,8 +39,11 @@ type ManifestComfy struct {
 
 // ManifestNode describes one custom node of a root.
 type ManifestNode struct {
-	Name      string `json:"name"`
-	Commit    string `json:"commit"`
+	Name string `json:"name"`
+	// Commit is a git node's commit; Registry and Version name a registry node's version.
+	Commit    string `json:"commit,omitempty"`
+	Registry  string `json:"registry,omitempty"`
+	Version   string `json:"version,omitempty"`
 	StorePath string `json:"store_path"`
 	Writable  bool   `json:"writable,omitempty"`
 }

@@ -20,7 +20,8 @@
 //     and starts with the scheme word and version FingerprintScheme ("runpod-comfy/1"):
 //     "runpod-comfy/1:fixed:<algo>:<hex>:<name>" for content-addressed files (models),
 //     "runpod-comfy/1:git:<commit>:<true|false>:<name>" for git trees (the bool says whether
-//     submodules are included), "runpod-comfy/1:drv:<sha256 hex of the canonical derivation
+//     submodules are included), "runpod-comfy/1:archive:<unpack>:sha256:<hex>:<name>" for
+//     trees unpacked from an archive (Comfy Registry nodes), "runpod-comfy/1:drv:<sha256 hex of the canonical derivation
 //     JSON>:<name>" for input-addressed objects (python, venv, root). Hex is lowercase.
 //   - Meta: an object's metadata, .meta/<digest>.json, a narinfo superset in JSON (path,
 //     nar_hash "sha256:<nix32>", nar_size, references as sorted base names, kind, derivation,

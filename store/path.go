@@ -155,6 +155,14 @@ func GitFingerprint(commit string, submodules bool, name string) string {
 	return FingerprintScheme + ":git:" + strings.ToLower(commit) + ":" + strconv.FormatBool(submodules) + ":" + name
 }
 
+// ArchiveFingerprint is the fingerprint of a tree unpacked from an archive (a Comfy Registry
+// node): "runpod-comfy/1:archive:<unpack>:sha256:<lowercase hex>:<name>", where unpack names
+// the unpacking logic and its version (e.g. "zip-1") and the hex is the archive's sha256. The
+// NAR hash is recorded in the lock and checked when the object is made again, as for git.
+func ArchiveFingerprint(unpack, sha256Hex, name string) string {
+	return FingerprintScheme + ":archive:" + unpack + ":sha256:" + strings.ToLower(sha256Hex) + ":" + name
+}
+
 // DrvFingerprint is the fingerprint of an input-addressed object (python, venv, root):
 // "runpod-comfy/1:drv:<lowercase sha256 hex of the canonical derivation JSON>:<name>".
 func DrvFingerprint(drvSHA256Hex, name string) string {

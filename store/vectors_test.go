@@ -133,6 +133,7 @@ func TestFingerprints(t *testing.T) {
 	cases := map[string]string{
 		FixedFingerprint("SHA256", "ABCDEF", "m.safetensors"): "runpod-comfy/1:fixed:sha256:abcdef:m.safetensors",
 		GitFingerprint("DEADBEEF", true, "comfyui"):           "runpod-comfy/1:git:deadbeef:true:comfyui",
+		ArchiveFingerprint("zip-1", "ABCDEF", "impact"):       "runpod-comfy/1:archive:zip-1:sha256:abcdef:impact",
 		DrvFingerprint("00ff", "venv"):                        "runpod-comfy/1:drv:00ff:venv",
 	}
 	for got, want := range cases {

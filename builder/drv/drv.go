@@ -31,11 +31,12 @@ import (
 
 // Kinds of derivation (docs/design.md section 7).
 const (
-	KindGit    = "git"
-	KindModel  = "model"
-	KindPython = "python"
-	KindVenv   = "venv"
-	KindRoot   = "root"
+	KindGit      = "git"
+	KindRegistry = "registry"
+	KindModel    = "model"
+	KindPython   = "python"
+	KindVenv     = "venv"
+	KindRoot     = "root"
 	// KindPythonPackage is one installed distribution (a wheel installed into a prefix); a
 	// venv is composed from them.
 	KindPythonPackage = "python-package"

@@ -30,6 +30,9 @@ type LockOptions struct {
 	// ReadFile reads a file of a git source at a commit, without exporting it
 	// (git.Mirrors.ReadFile); a missing file is an error matching fs.ErrNotExist.
 	ReadFile func(ctx context.Context, repo, commit, name string) ([]byte, error)
+	// ReadNode, when set, reads a file of a custom node's tree instead of ReadFile: it is how
+	// the requirements of a node that is not a git source (a registry node's archive) are read.
+	ReadNode func(ctx context.Context, n specs.NodeLock, name string) ([]byte, error)
 	// Warn receives warnings (ignored requirement options), each naming its file and line.
 	Warn func(string)
 	// Progress shows the resolution as a task (may be nil).
@@ -107,6 +110,9 @@ func ResolveLock(ctx context.Context, spec *specs.Spec, lock, old *specs.Lock, o
 			}
 		}
 		srcs = append(srcs, Source{Node: n.Name, ReadFile: func(ctx context.Context, name string) ([]byte, error) {
+			if opts.ReadNode != nil {
+				return wrapRead(opts.ReadNode(ctx, n, name))(n.Name, pos, name)
+			}
 			return wrapRead(opts.ReadFile(ctx, n.Repo, n.Commit, name))(n.Name, pos, name)
 		}})
 	}

@@ -97,5 +97,9 @@ func (l Layout) Pip() string { return filepath.Join(l.Cache(), "pip") }
 // Downloads is ROOT/cache/runpod-comfy/downloads, partial downloads and their checkpoints.
 func (l Layout) Downloads() string { return filepath.Join(l.Cache(), "downloads") }
 
+// Registry is the cache of Comfy Registry archives, one file per sha256:
+// cache/runpod-comfy/registry/<sha256 hex>.zip.
+func (l Layout) Registry() string { return filepath.Join(l.Cache(), "registry") }
+
 // Check is ROOT/cache/runpod-comfy/check, the scratch volumes of reproducibility checks.
 func (l Layout) Check() string { return filepath.Join(l.Cache(), "check") }

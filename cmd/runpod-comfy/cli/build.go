@@ -173,7 +173,8 @@ func prepareBuild(ctx context.Context, g *Globals, spec *specs.Spec, subst *Subs
 	se := readSeedEnv(g.Root)
 	printSeedNotes(notes, se)
 	mo.AdoptDirs = se.AdoptDirs
-	bo = builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), GitTokens: perHost, Environ: os.Environ(), Models: mo, Offline: se.Offline}
+	bo = builder.BuildOptions{Root: g.Root, Spec: spec, GitToken: gitToken(), GitTokens: perHost, Environ: os.Environ(), Models: mo, Offline: se.Offline,
+		RegistryURL: os.Getenv("RUNPOD_COMFY_REGISTRY_URL")}
 	if stderr != nil {
 		bo.Progress = newProgress(ctx, g, stderr)
 	}

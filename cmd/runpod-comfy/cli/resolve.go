@@ -84,6 +84,10 @@ func runResolve(ctx context.Context, g *Globals, o *ResolveOptions, stdout, stde
 	}
 	fmt.Fprintf(stdout, "  %-28s %-20s %s\n", "comfyui", ref(lock.Comfy.Ref), lock.Comfy.Commit)
 	for _, n := range lock.CustomNodes {
+		if r := n.Registry; r != nil {
+			fmt.Fprintf(stdout, "  %-28s %-20s %s (%s)\n", n.Name, r.Request, r.ID+"@"+r.Version, r.SHA256)
+			continue
+		}
 		fmt.Fprintf(stdout, "  %-28s %-20s %s\n", n.Name, ref(n.Ref), n.Commit)
 	}
 	return nil
