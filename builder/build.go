@@ -88,11 +88,21 @@ type BuildResult struct {
 // NodeStatus is the post-build check of one declared git source (nothing declared may be
 // silently missing).
 type NodeStatus struct {
-	Name      string `json:"name"`
-	Commit    string `json:"commit"`
+	Name   string `json:"name"`
+	Commit string `json:"commit,omitempty"`
+	// Registry is a registry node's "<id>@<version>" (Commit is then empty).
+	Registry  string `json:"registry,omitempty"`
 	StorePath string `json:"store_path"`
 	OK        bool   `json:"ok"`
 	Problem   string `json:"problem,omitempty"`
+}
+
+// pinWord names what the node is pinned to, for messages.
+func (n NodeStatus) pinWord() string {
+	if n.Registry != "" {
+		return "version " + n.Registry
+	}
+	return "commit"
 }
 
 // LockPath is the default lock file of version id: ROOT/cache/runpod-comfy/resolved/<id>.lock.json.
@@ -294,7 +304,7 @@ func Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 	for _, n := range nodes {
 		if !n.OK {
 			return &BuildResult{VersionID: id, Root: plan.Root.Path, Nodes: nodes, LockFile: file, Lock: lock},
-				fmt.Errorf("runtime root %s: %s is not at its pinned commit: %s (builds/comfy-%s was left as it was)", plan.Root.Path, n.Name, n.Problem, id)
+				fmt.Errorf("runtime root %s: %s is not at its pinned %s: %s (builds/comfy-%s was left as it was)", plan.Root.Path, n.Name, n.pinWord(), n.Problem, id)
 		}
 	}
 	gen, err := s.SetRoot(id, plan.Root.Path)
@@ -371,7 +381,7 @@ func CheckRoot(s *store.Store, root store.Path, lock *specs.Lock) []NodeStatus {
 		st := NodeStatus{Name: name, Commit: g.Commit}
 		wantCA, what := "git:"+g.Commit, "commit "+g.Commit
 		if r != nil {
-			st.Commit = r.ID + "@" + r.Version
+			st.Registry = r.ID + "@" + r.Version
 			wantCA, what = registry.CA(*r), r.ID+"@"+r.Version+" (archive "+r.SHA256+")"
 		}
 		target, err := os.Readlink(filepath.Join(dir, filepath.FromSlash(rel)))

@@ -186,6 +186,8 @@ type Node struct {
 	Valid     bool     `json:"valid"`
 	Inputs    []string `json:"inputs,omitempty"`
 	Pos       string   `json:"pos,omitempty"`
+	// Registry is a registry node's "<id>@<version>".
+	Registry string `json:"registry,omitempty"`
 }
 
 // Describe describes every derivation of the plan, inputs first, with whether it is valid in s.
@@ -193,6 +195,9 @@ func (p *Plan) Describe(s *store.Store) []Node {
 	out := make([]Node, 0, len(p.All))
 	for _, d := range p.All {
 		n := Node{Kind: d.Kind, Name: d.Name, Label: d.String(), StorePath: d.Path.String(), Valid: s.Valid(d.Path), Pos: d.Pos.String()}
+		if rp, ok := d.Params.(registry.Params); ok {
+			n.Registry = rp.ID + "@" + rp.Version
+		}
 		for _, in := range d.Inputs {
 			n.Inputs = append(n.Inputs, in.Path.String())
 		}

@@ -148,9 +148,19 @@ func TestBuildRegistryNode(t *testing.T) {
 	// The bucket now serves another archive under the same version: a build on a fresh
 	// volume from the same lock refuses it, naming the node.
 	rf.publish("comfyui-impact-pack", registrytest.Version{Version: "1.2.0", Files: map[string]string{"__init__.py": "import os  # not what was locked\n"}})
+	// (Without the venv, so that only the node is at stake: its pin is reused from a copy of
+	// the lock.)
 	root2 := filepath.Join(t.TempDir(), "root2")
+	lock2 := filepath.Join(t.TempDir(), "lock2.json")
+	if err := res.Lock.WriteFile(lock2); err != nil {
+		t.Fatal(err)
+	}
+	spec2 := *spec
+	spec2.Python = nil
+	spec2.CustomNodes = append([]specs.CustomNode(nil), spec.CustomNodes...)
+	spec2.CustomNodes[len(spec2.CustomNodes)-1].InstallRequirements = &no
 	opts2 := opts
-	opts2.Root, opts2.LockFile = root2, res.LockFile
+	opts2.Root, opts2.LockFile, opts2.Spec = root2, lock2, &spec2
 	_, err = Build(ctx, opts2)
 	var hm *registry.HashMismatchError
 	if !errors.As(err, &hm) || !strings.Contains(err.Error(), `custom node "impact" (comfyui-impact-pack@1.2.0)`) {

@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/runpod-comfy/runpod-comfy/builder/model"
+	"github.com/runpod-comfy/runpod-comfy/internal/semver"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -67,6 +68,7 @@ type Report struct {
 	Env []EnvChange `json:"env"`
 	// Settings are the other inputs of the runtime root that changed, sorted by field:
 	// "custom_nodes.<name>.writable", "custom_nodes.<name>.submodules",
+	// "custom_nodes.<name>.archive" (a registry version's archive published again),
 	// "models.<target>.file" (the store name of the same bytes), "models.<target>.size",
 	// "python.installer", "python.system_site_packages",
 	// "python.site_packages.<distribution>", "options.skip_models".
@@ -108,17 +110,65 @@ type CommitChange struct {
 	Distance *int   `json:"distance,omitempty"`
 }
 
-// Node is a custom node on one side.
+// Node is a custom node on one side: a git node (repo, commit) or a registry node (registry,
+// version).
 type Node struct {
-	Name   string `json:"name"`
-	Repo   string `json:"repo"`
-	Commit string `json:"commit"`
+	Name     string `json:"name"`
+	Repo     string `json:"repo"`
+	Commit   string `json:"commit"`
+	Registry string `json:"registry,omitempty"`
+	Version  string `json:"version,omitempty"`
 }
 
-// NodeChange is a custom node present on both sides at different commits or repositories.
+// NodeChange is a custom node present on both sides at different commits, repositories,
+// registry ids or versions. Registry is set when either side is a registry node; the commit
+// fields then hold the git side's, if any.
 type NodeChange struct {
 	Name string `json:"name"`
 	CommitChange
+	Registry *RegistryChange `json:"registry,omitempty"`
+}
+
+// RegistryChange is a registry node's version change, e.g. 1.2.0 -> 1.3.1. From (or To) is
+// empty when that side is a git node; FromID is set when the registry id changed.
+type RegistryChange struct {
+	ID     string `json:"id"`
+	FromID string `json:"from_id,omitempty"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	// Change is "upgraded", "downgraded" or "switched" (between git and the registry, or
+	// between ids).
+	Change string `json:"change"`
+}
+
+func nodeOf(n specs.NodeLock) Node {
+	if r := n.Registry; r != nil {
+		return Node{Name: n.Name, Registry: r.ID, Version: r.Version}
+	}
+	return Node{Name: n.Name, Repo: n.Repo, Commit: n.Commit}
+}
+
+// registryChange compares two pins of a node of which at least one is a registry node.
+func registryChange(a, b specs.NodeLock) *RegistryChange {
+	c := &RegistryChange{Change: "switched"}
+	if ra := a.Registry; ra != nil {
+		c.ID, c.From = ra.ID, ra.Version
+	}
+	if rb := b.Registry; rb != nil {
+		if c.ID != "" && c.ID != rb.ID {
+			c.FromID = c.ID
+		}
+		c.ID, c.To = rb.ID, rb.Version
+	}
+	if a.Registry != nil && b.Registry != nil && c.FromID == "" {
+		va, ea := semver.Parse(c.From)
+		vb, eb := semver.Parse(c.To)
+		c.Change = "upgraded"
+		if ea == nil && eb == nil && semver.Compare(vb, va) < 0 {
+			c.Change = "downgraded"
+		}
+	}
+	return c
 }
 
 // PythonChange is a change of interpreter.
@@ -213,6 +263,10 @@ func compareSettings(r *Report, a, b Side) {
 		if o, ok := an[n.Name]; ok {
 			set("custom_nodes."+n.Name+".writable", o.Writable, n.Writable)
 			set("custom_nodes."+n.Name+".submodules", o.Submodules, n.Submodules)
+			if o.Registry != nil && n.Registry != nil && o.Pin() == n.Pin() {
+				// The same version published again with other bytes.
+				set("custom_nodes."+n.Name+".archive", o.Registry.SHA256, n.Registry.SHA256)
+			}
 		}
 	}
 	am := map[string]specs.ModelLock{}
@@ -274,14 +328,24 @@ func compareNodes(r *Report, la, lb *specs.Lock, h History) {
 		old, ok := am[n.Name]
 		switch {
 		case !ok:
-			r.NodesAdded = append(r.NodesAdded, Node{n.Name, n.Repo, n.Commit})
+			r.NodesAdded = append(r.NodesAdded, nodeOf(n))
+		case old.Registry != nil || n.Registry != nil:
+			if old.Pin() == n.Pin() && (old.Registry == nil) == (n.Registry == nil) {
+				continue
+			}
+			ch := NodeChange{Name: n.Name, Registry: registryChange(old, n)}
+			ch.CommitChange = CommitChange{Repo: n.Repo, From: old.Commit, To: n.Commit}
+			if old.Repo != n.Repo {
+				ch.FromRepo = old.Repo
+			}
+			r.NodesMoved = append(r.NodesMoved, ch)
 		case old.Commit != n.Commit || old.Repo != n.Repo:
 			r.NodesMoved = append(r.NodesMoved, NodeChange{Name: n.Name, CommitChange: *commitChange(old.GitLock, n.GitLock, h)})
 		}
 	}
 	for _, n := range la.CustomNodes {
 		if _, ok := bm[n.Name]; !ok {
-			r.NodesRemove = append(r.NodesRemove, Node{n.Name, n.Repo, n.Commit})
+			r.NodesRemove = append(r.NodesRemove, nodeOf(n))
 		}
 	}
 	sort.Slice(r.NodesAdded, func(i, j int) bool { return r.NodesAdded[i].Name < r.NodesAdded[j].Name })

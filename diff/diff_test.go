@@ -213,3 +213,44 @@ func TestHumanSize(t *testing.T) {
 		}
 	}
 }
+
+// Registry nodes are compared by version: an upgrade 1.2.0 -> 1.3.1, a downgrade, a switch
+// from git to the registry, a node added and removed by id, and an archive published again.
+func TestCompareRegistryNodes(t *testing.T) {
+	reg := func(name, id, v, sum string) specs.NodeLock {
+		return specs.NodeLock{Name: name, Registry: &specs.RegistryLock{ID: id, Request: "latest", Version: v, URL: "https://cdn.example/" + id + "/" + v + ".zip", SHA256: "sha256:" + sixtyFour(sum[0])}}
+	}
+	git := func(name, commit string) specs.NodeLock {
+		return specs.NodeLock{Name: name, GitLock: specs.GitLock{Repo: "https://example.com/" + name + ".git", Commit: commit}}
+	}
+	a := &specs.Lock{LockVersion: 1, VersionID: "a", CustomNodes: []specs.NodeLock{
+		reg("impact", "comfyui-impact-pack", "1.2.0", "a"), reg("kj", "comfyui-kjnodes", "2.0.0", "b"),
+		git("ess", "4444444444444444444444444444444444444444"), reg("gone", "gone-node", "0.1.0", "c"),
+		reg("same", "same-node", "1.0.0", "d"),
+	}}
+	b := &specs.Lock{LockVersion: 1, VersionID: "b", CustomNodes: []specs.NodeLock{
+		reg("impact", "comfyui-impact-pack", "1.3.1", "e"), reg("kj", "comfyui-kjnodes", "1.9.0", "f"),
+		reg("ess", "comfyui_essentials", "1.1.0", "0"), reg("new", "new-node", "3.0.0", "1"),
+		reg("same", "same-node", "1.0.0", "2"),
+	}}
+	r := Compare(Side{Label: "a", Lock: a}, Side{Label: "b", Lock: b}, Options{})
+	var buf bytes.Buffer
+	if err := r.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"+ new new-node@3.0.0 (registry)",
+		"- gone gone-node@0.1.0",
+		"~ ess 444444444444 -> comfyui_essentials@1.1.0",
+		"^ impact 1.2.0 -> 1.3.1 (comfyui-impact-pack)",
+		"v kj 2.0.0 -> 1.9.0 (comfyui-kjnodes)",
+		"~ custom_nodes.same.archive sha256:" + sixtyFour('d') + " -> sha256:" + sixtyFour('2'),
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, buf.String())
+		}
+	}
+	if strings.Contains(buf.String(), "~ same") {
+		t.Errorf("a node at the same version is listed as moved:\n%s", buf.String())
+	}
+}

@@ -25,13 +25,41 @@ func (r *Report) WriteText(w io.Writer) error {
 		section = ""
 	}
 	for _, n := range r.NodesAdded {
+		if n.Registry != "" {
+			line("+ %s %s@%s (registry)", n.Name, n.Registry, n.Version)
+			continue
+		}
 		line("+ %s %s (%s)", n.Name, short(n.Commit), n.Repo)
 	}
 	for _, n := range r.NodesRemove {
+		if n.Registry != "" {
+			line("- %s %s@%s", n.Name, n.Registry, n.Version)
+			continue
+		}
 		line("- %s %s", n.Name, short(n.Commit))
 	}
 	for _, n := range r.NodesMoved {
-		line("~ %s %s", n.Name, commitLine(&n.CommitChange))
+		rc := n.Registry
+		switch {
+		case rc == nil:
+			line("~ %s %s", n.Name, commitLine(&n.CommitChange))
+		case rc.Change == "upgraded":
+			line("^ %s %s -> %s (%s)", n.Name, rc.From, rc.To, rc.ID)
+		case rc.Change == "downgraded":
+			line("v %s %s -> %s (%s)", n.Name, rc.From, rc.To, rc.ID)
+		default:
+			pin := func(id, v, commit string) string {
+				if v != "" {
+					return id + "@" + v
+				}
+				return short(commit)
+			}
+			fromID := rc.ID
+			if rc.FromID != "" {
+				fromID = rc.FromID
+			}
+			line("~ %s %s -> %s", n.Name, pin(fromID, rc.From, n.From), pin(rc.ID, rc.To, n.To))
+		}
 	}
 	if p := r.Python; p != nil {
 		section = "python"

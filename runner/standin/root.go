@@ -14,6 +14,7 @@ import (
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/comfypaths"
+	"github.com/runpod-comfy/runpod-comfy/internal/registrytest"
 	"github.com/runpod-comfy/runpod-comfy/internal/s3test"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
@@ -152,13 +153,17 @@ func WriteRoot(dir string, o RootOptions) error {
 //	                              serve an in-memory S3 that checks SigV4 (internal/s3test)
 //	                              with BUCKET and the key pair KEY, SECRET until killed; its
 //	                              URL is written to FILE once it listens
+//	standin registry FILE NODES   serve a Comfy Registry (internal/registrytest) of the nodes in
+//	                              the JSON file NODES ({"<id>": {"versions": [{"version": "1.0.0",
+//	                              "files": {...}}]}}, read again on every request) until killed;
+//	                              its URL is written to FILE once it listens
 func Main(args []string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "standin:", err)
 		return 1
 	}
 	if len(args) < 1 {
-		fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET | fakes3 FILE BUCKET KEY SECRET")
+		fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET | fakes3 FILE BUCKET KEY SECRET | registry FILE NODES")
 		return 2
 	}
 	switch {
@@ -181,6 +186,8 @@ func Main(args []string) int {
 		return fakeGCS(args[1], args[2])
 	case len(args) >= 5 && args[0] == "fakes3":
 		return fakeS3(args[1], args[2], args[3], args[4])
+	case len(args) >= 3 && args[0] == "registry":
+		return fakeRegistry(args[1], args[2])
 	case len(args) >= 2 && args[0] == "root":
 		o := RootOptions{Models: map[string]string{"checkpoints/tiny.safetensors": "not really a model\n"}}
 		if len(args) >= 3 {
@@ -191,7 +198,7 @@ func Main(args []string) int {
 		}
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET | fakes3 FILE BUCKET KEY SECRET")
+	fmt.Fprintln(os.Stderr, "usage: standin tree|repo|root DIR [ID] | flags | fakegcs FILE BUCKET | fakes3 FILE BUCKET KEY SECRET | registry FILE NODES")
 	return 2
 }
 
@@ -233,6 +240,35 @@ func fakeS3(urlFile, bucket, key, secret string) int {
 	}
 	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
 		fmt.Fprintln(os.Stderr, "standin fakes3:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return 0
+}
+
+// fakeRegistry serves the Comfy Registry of internal/registrytest on loopback until the
+// process is killed; the nodes are read from nodesFile on every request.
+func fakeRegistry(urlFile, nodesFile string) int {
+	srv := registrytest.Start(func() (map[string]registrytest.Node, error) {
+		data, err := os.ReadFile(nodesFile)
+		if err != nil {
+			return nil, err
+		}
+		var nodes map[string]registrytest.Node
+		if err := json.Unmarshal(data, &nodes); err != nil {
+			return nil, fmt.Errorf("%s: %w", nodesFile, err)
+		}
+		return nodes, nil
+	})
+	defer srv.Close()
+	if err := os.WriteFile(urlFile+".tmp", []byte(srv.URL), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "standin registry:", err)
+		return 1
+	}
+	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
+		fmt.Fprintln(os.Stderr, "standin registry:", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -119,7 +119,14 @@ func printBuildResult(w io.Writer, res *builder.BuildResult) {
 		if !n.OK {
 			status = "MISSING"
 		}
-		fmt.Fprintf(w, "%s %-28s %.12s  %s", status, n.Name, n.Commit, n.StorePath)
+		pin := n.Commit
+		if len(pin) > 12 {
+			pin = pin[:12]
+		}
+		if n.Registry != "" {
+			pin = n.Registry
+		}
+		fmt.Fprintf(w, "%s %-28s %-12s  %s", status, n.Name, pin, n.StorePath)
 		if n.Problem != "" {
 			fmt.Fprintf(w, "  (%s)", n.Problem)
 		}

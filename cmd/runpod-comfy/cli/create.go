@@ -36,10 +36,12 @@ func newCreateCmd(g *Globals) *cobra.Command {
 		Long: `create writes a starter spec for version <id> into --versions-dir: ComfyUI from --comfy-repo
 at --comfy-commit (without one, the default branch, pinned when you resolve).
 
---from-snapshot FILE imports a ComfyUI-Manager snapshot (JSON): ComfyUI's commit, the git custom
-nodes at their commits, and the pip packages as python.packages except the torch family and
-nvidia-* (left to the base image). What it cannot carry (Comfy Registry nodes, single-file nodes,
-disabled nodes) is listed as warnings.
+--from-snapshot FILE imports a ComfyUI-Manager snapshot (JSON, or YAML as Manager saves it):
+ComfyUI's commit, the git custom nodes at their commits, the Comfy Registry nodes
+(cnr_custom_nodes) at their versions, and the pip packages as python.packages except the torch
+family and nvidia-* (left to the base image). An enabled single-file node is refused, naming it:
+it has no source to build from. What is not carried (disabled nodes, unusable URLs) is listed as
+warnings. "runpod-comfy snapshot <id>" writes the other way.
 
 An existing spec of that id is kept unless --force.`,
 		Args: cobra.ExactArgs(1),
@@ -52,7 +54,7 @@ An existing spec of that id is kept unless --force.`,
 	f.StringVar(&o.Format, "format", "json", "spec language: json or hcl")
 	f.StringVar(&o.ComfyCommit, "comfy-commit", "", "ComfyUI commit to pin (40 hex digits)")
 	f.StringVar(&o.ComfyRepo, "comfy-repo", lang.DefaultComfyRepo, "ComfyUI git repository")
-	f.StringVar(&o.FromSnapshot, "from-snapshot", "", "import a ComfyUI-Manager snapshot JSON file")
+	f.StringVar(&o.FromSnapshot, "from-snapshot", "", "import a ComfyUI-Manager snapshot (JSON or YAML)")
 	f.BoolVar(&o.Force, "force", false, "overwrite an existing spec of that id")
 	return cmd
 }

@@ -74,7 +74,11 @@ func runPlan(ctx context.Context, g *Globals, o *PlanOptions, stdout, stderr io.
 		if !n.Valid {
 			state, todo = "to build", todo+1
 		}
-		fmt.Fprintf(stdout, "%-8s %-6s %-28s %s\n", state, n.Kind, n.Name, n.StorePath)
+		name := n.Name
+		if n.Registry != "" {
+			name += " (" + n.Registry + ")"
+		}
+		fmt.Fprintf(stdout, "%-8s %-6s %-28s %s\n", state, n.Kind, name, n.StorePath)
 	}
 	fmt.Fprintf(stdout, "%d objects, %d to build\n", len(nodes), todo)
 	return nil

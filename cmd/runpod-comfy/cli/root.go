@@ -40,6 +40,7 @@ var commands = []func(g *Globals) *cobra.Command{
 	newRunHandlerCmd,
 	newRunUICmd,
 	newServeCmd,
+	newSnapshotCmd,
 	newStoreCmd,
 	newValidateCmd,
 	newVerifyModelsCmd,
