@@ -82,10 +82,10 @@ func TestImportSnapshotRejects(t *testing.T) {
 	for in, want := range map[string]string{
 		"custom_nodes:\n  x: 1\n": "not a ComfyUI-Manager snapshot: none of comfyui, git_custom_nodes, cnr_custom_nodes, file_custom_nodes, pips",
 		"- a\n- b\n":              "not a ComfyUI-Manager snapshot: the YAML document is a []interface {}, not a mapping",
-		"a: [\n":                   "neither a JSON nor a YAML snapshot: yaml: line 1: did not find expected node content",
+		"a: [\n":                  "neither a JSON nor a YAML snapshot: yaml: line 1: did not find expected node content",
 		`{"file_custom_nodes": [{"filename": "b.py", "disabled": false}, {"filename": "a.py", "disabled": false}, {"filename": "c.py", "disabled": true}]}`: "file node(s) a.py, b.py: a single-file node has no repository or registry id to build it from: put it in a git repository (or publish it to the registry) and add it as a custom node, or remove it from the snapshot",
-		`{"nodes": []}`:           "not a ComfyUI-Manager snapshot: none of comfyui, git_custom_nodes, cnr_custom_nodes, file_custom_nodes, pips",
-		`{"comfyui": 12}`:         "reading snapshot: json: cannot unmarshal number into Go struct field Snapshot.comfyui of type string",
+		`{"nodes": []}`:   "not a ComfyUI-Manager snapshot: none of comfyui, git_custom_nodes, cnr_custom_nodes, file_custom_nodes, pips",
+		`{"comfyui": 12}`: "reading snapshot: json: cannot unmarshal number into Go struct field Snapshot.comfyui of type string",
 	} {
 		_, _, err := ImportSnapshot([]byte(in), "x", DefaultComfyRepo)
 		if err == nil || err.Error() != want {
