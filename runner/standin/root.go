@@ -211,18 +211,7 @@ func fakeGCS(urlFile, bucket string) int {
 	}
 	defer srv.Stop()
 	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
-	if err := os.WriteFile(urlFile+".tmp", []byte(srv.URL()), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "standin fakegcs:", err)
-		return 1
-	}
-	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
-		fmt.Fprintln(os.Stderr, "standin fakegcs:", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
-	return 0
+	return serveUntilKilled("fakegcs", urlFile, srv.URL())
 }
 
 // fakeS3 runs the SigV4-checking S3 of internal/s3test on loopback until the process is
@@ -234,12 +223,18 @@ func fakeS3(urlFile, bucket, key, secret string) int {
 		return 1
 	}
 	defer srv.Close()
-	if err := os.WriteFile(urlFile+".tmp", []byte(srv.URL), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "standin fakes3:", err)
+	return serveUntilKilled("fakes3", urlFile, srv.URL)
+}
+
+// serveUntilKilled writes url to urlFile (atomically, so a script polling for it never reads
+// half of it) and waits for SIGINT or SIGTERM.
+func serveUntilKilled(name, urlFile, url string) int {
+	if err := os.WriteFile(urlFile+".tmp", []byte(url), 0o644); err != nil {
+		fmt.Fprintf(os.Stderr, "standin %s: %v\n", name, err)
 		return 1
 	}
 	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
-		fmt.Fprintln(os.Stderr, "standin fakes3:", err)
+		fmt.Fprintf(os.Stderr, "standin %s: %v\n", name, err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -263,16 +258,5 @@ func fakeRegistry(urlFile, nodesFile string) int {
 		return nodes, nil
 	})
 	defer srv.Close()
-	if err := os.WriteFile(urlFile+".tmp", []byte(srv.URL), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "standin registry:", err)
-		return 1
-	}
-	if err := os.Rename(urlFile+".tmp", urlFile); err != nil {
-		fmt.Fprintln(os.Stderr, "standin registry:", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
-	return 0
+	return serveUntilKilled("registry", urlFile, srv.URL)
 }
