@@ -4,8 +4,9 @@
 //
 // Words (the derivation model itself is in package builder/drv):
 //
-//   - Resolve: spec -> lock (specs.Lock). Refs become commits (ls-remote), models get their
-//     checksums, the pip resolution is pinned. An entry of an older lock is reused when its
+//   - Resolve: spec -> lock (specs.Lock). Refs become commits (ls-remote), registry nodes'
+//     version requests become exact versions with their archive's sha256 (builder/registry),
+//     models get their checksums, the pip resolution is pinned. An entry of an older lock is reused when its
 //     spec entry did not change, so a spec change re-resolves only what changed, and a lock
 //     whose spec_hash still matches is used as is, without network.
 //   - Plan: lock -> derivation graph (NewPlan): comfyui-src, node-src×N, python, venv,
@@ -42,7 +43,8 @@
 //
 // # Hook points for the other kinds (MODELS, PYTHON, CACHE)
 //
-// Package builder imports the kind packages (builder/git, builder/model, builder/python);
+// Package builder imports the kind packages (builder/git, builder/registry, builder/model,
+// builder/python);
 // they import builder/drv, never builder. Each kind is wired in at four marked sites,
 // kind by kind, each a few lines:
 //
@@ -50,7 +52,8 @@
 //     its part of the lock. Models: lock.Models (checksums). Python: lock.Python, reading
 //     ComfyUI's and every node's requirements.txt straight from the bare mirrors with
 //     opts.Git.ReadFile(ctx, repo, commit, "requirements.txt") (git.Mirrors.ReadFile: no
-//     export needed; a missing file wraps os.ErrNotExist). The previous lock is `old` (may
+//     export needed; a missing file wraps os.ErrNotExist), and a registry node's from its
+//     cached archive (python.LockOptions.ReadNode). The previous lock is `old` (may
 //     be nil), for reusing unchanged entries; opts.Updating(name) says whether the user
 //     asked to re-resolve an entry.
 //  2. Plan (plan.go, function NewPlan): a kind creates its derivations (drv.Derivation with
