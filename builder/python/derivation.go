@@ -166,15 +166,17 @@ func (b *Builder) Build(ctx context.Context, bc *drv.BuildContext, d *drv.Deriva
 		if !ok {
 			return fmt.Errorf("%s: params are %T, want *VenvParams", d, d.Params)
 		}
-		var site []specs.Distribution
+		// With system site-packages the probe checks them too; otherwise Install compares the
+		// version `python -m venv` writes into pyvenv.cfg with the lock's (a probe imports pip:
+		// a second or more on a loaded machine, for a check the build's CheckLock made already).
 		if p.SystemSitePackages {
-			site = p.SitePackages
+			site := p.SitePackages
 			if site == nil {
 				site = []specs.Distribution{}
 			}
-		}
-		if err := CheckInterpreter(ctx, p.Interpreter, "", site, b.Environ); err != nil {
-			return err
+			if err := CheckInterpreter(ctx, p.Interpreter, "", site, b.Environ); err != nil {
+				return err
+			}
 		}
 		vo := VenvOptions{Interpreter: p.Interpreter, SystemSitePackages: p.SystemSitePackages, Env: b.Env, Link: b.Link}
 		for _, in := range d.Inputs {

@@ -83,6 +83,9 @@ func Install(ctx context.Context, out string, opts VenvOptions) error {
 	if err := run(ctx, tmp, env, py, append(args, out)...); err != nil {
 		return fmt.Errorf("creating the venv with %s: %w", py, err)
 	}
+	if err := checkVenvVersion(out, opts.Interpreter); err != nil {
+		return err
+	}
 	if err := Relocate(out); err != nil {
 		return err
 	}
@@ -90,6 +93,30 @@ func Install(ctx context.Context, out string, opts VenvOptions) error {
 		return err
 	}
 	return linkPackages(ctx, out, opts)
+}
+
+// checkVenvVersion compares the interpreter version pyvenv.cfg records (`version` up to 3.11,
+// `version_info` from 3.12) with the locked one: a *StaleError when the interpreter at the
+// locked path is another Python now.
+func checkVenvVersion(out string, want specs.PythonIdentity) error {
+	data, err := os.ReadFile(filepath.Join(out, "pyvenv.cfg"))
+	if err != nil {
+		return fmt.Errorf("building the venv: %w", err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		if k = strings.TrimSpace(k); !ok || (k != "version" && k != "version_info") {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if v != want.Version && !strings.HasPrefix(v, want.Version+".") {
+			got := want
+			got.Version = v
+			return &StaleError{Want: want, Got: got}
+		}
+		return nil
+	}
+	return fmt.Errorf("building the venv: pyvenv.cfg names no version")
 }
 
 func run(ctx context.Context, dir string, env []string, name string, args ...string) error {

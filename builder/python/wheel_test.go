@@ -477,3 +477,17 @@ func TestComposeRefusesOwnFiles(t *testing.T) {
 
 var _ = exec.Command
 var _ = specs.BuiltWheel{}
+
+// TestVenvChecksVersion: the interpreter at the locked path is another Python now; the venv
+// build says so (a *StaleError) instead of building a venv for it.
+func TestVenvChecksVersion(t *testing.T) {
+	t.Parallel()
+	f := getFixture(t)
+	id := f.in.PythonIdentity
+	id.Version = "3.0.0"
+	err := Install(context.Background(), filepath.Join(t.TempDir(), "venv"), VenvOptions{Interpreter: id})
+	var se *StaleError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), f.in.Version) {
+		t.Fatalf("want a stale error naming %s, got %v", f.in.Version, err)
+	}
+}
