@@ -3,7 +3,6 @@ package runner
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
 	"github.com/runpod-comfy/runpod-comfy/internal/comfypaths"
+	"github.com/runpod-comfy/runpod-comfy/internal/rawfile"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -291,20 +291,7 @@ func copyTree(src, dst string) error {
 			}
 			return os.Symlink(l, target)
 		case d.Type().IsRegular():
-			in, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, info.Mode().Perm()|0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(out, in); err != nil {
-				out.Close()
-				return err
-			}
-			return out.Close()
+			return rawfile.CopyFile(target, p, uint32(info.Mode().Perm()|0o600))
 		}
 		return nil
 	})

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
+	"github.com/runpod-comfy/runpod-comfy/internal/rawfile"
 	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
@@ -260,20 +260,7 @@ func copyMode(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	o, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm()|0o200)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(o, in); err != nil {
-		o.Close()
-		return err
-	}
-	return o.Close()
+	return rawfile.CopyFile(dst, src, uint32(fi.Mode().Perm()|0o200))
 }
 
 // trampoline starts an entry script with the python beside it, wherever the venv is: the shell
