@@ -302,8 +302,14 @@ func (f *Fetcher) accept(p *partial, o *opened, want Want, red string, task *pro
 		f.warnf("%s: the file's size changed from %d to %d bytes; starting again from byte 0", red, p.total, o.total)
 		return errRestart
 	}
-	if p.offset > 0 && o.validator != "" && p.validator != "" && o.validator != p.validator {
-		f.warnf("%s: the file changed at the source (validator %s, was %s); starting again from byte 0", red, o.validator, p.validator)
+	if p.offset > 0 && o.validator != "" && o.validator != p.validator {
+		// A validator where the partial has none proves nothing either way: start over
+		// rather than join two files.
+		was := p.validator
+		if was == "" {
+			was = "none"
+		}
+		f.warnf("%s: the file changed at the source (validator %s, was %s); starting again from byte 0", red, o.validator, was)
 		return errRestart
 	}
 	if p.offset == 0 {

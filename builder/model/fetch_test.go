@@ -87,6 +87,9 @@ func serveRange(w http.ResponseWriter, r *http.Request, data []byte, contentType
 // dropAfter answers with the full Content-Length, sends only the first cut bytes of the range
 // asked for, and then aborts the connection.
 func dropAfter(w http.ResponseWriter, r *http.Request, data []byte, cut int) {
+	if _, set := w.Header()["Etag"]; !set {
+		w.Header().Set("ETag", `"v1"`) // as serveRange: the same file has the same ETag
+	}
 	start := 0
 	if rg := r.Header.Get("Range"); rg != "" {
 		a, _, _ := strings.Cut(strings.TrimPrefix(rg, "bytes="), "-")

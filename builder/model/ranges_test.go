@@ -544,3 +544,60 @@ func TestTuner(t *testing.T) {
 		t.Fatalf("at the cap: %d, settled %v", n, capped.settled)
 	}
 }
+
+// TestResumeRemoteChanged: a partial left by an interrupted download of one file; the source
+// now serves another file of the same size under another ETag, and answers the resume's
+// range even though If-Range names the old ETag (as a careless server does). The new
+// validator restarts the download from byte 0: the result is the new file whole. The same
+// when the first answer had no validator at all (nothing proves the file is the same).
+func TestResumeRemoteChanged(t *testing.T) {
+	for _, first := range []string{`"v1"`, ""} {
+		t.Run("first ETag "+first, func(t *testing.T) { testResumeRemoteChanged(t, first) })
+	}
+}
+
+func testResumeRemoteChanged(t *testing.T, firstETag string) {
+	old := testData(1<<20 + 9)
+	newer := make([]byte, len(old))
+	for i := range old {
+		newer[i] = old[i] ^ 0xa5
+	}
+	broken := true
+	fs := &fileServer{fault: func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if broken {
+			w.Header()["Etag"] = nil // none unless firstETag
+			if firstETag != "" {
+				w.Header().Set("ETag", firstETag)
+			}
+			dropAfter(w, r, old, 300<<10)
+			return true
+		}
+		// Ignores If-Range: always the range asked for, of the new file.
+		r.Header.Del("If-Range")
+		w.Header().Set("ETag", `"v2"`)
+		serveRange(w, r, newer, "")
+		return true
+	}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	partial := filepath.Join(t.TempDir(), "partial")
+	f, _ := newTestFetcher(t, rangedOpts(Options{PartialDir: partial, CheckpointEvery: 64 << 10, Retry: Retry{Attempts: 1, Base: time.Millisecond}}))
+	src := mustSource(t, srv.URL+"/m")
+	dst := filepath.Join(t.TempDir(), "m")
+	if _, err := f.Fetch(context.Background(), src, Want{}, dst, nil); err == nil {
+		t.Fatal("the first fetch should fail")
+	}
+	broken = false
+	f2, warn := newTestFetcher(t, rangedOpts(Options{PartialDir: partial}))
+	res, err := f2.Fetch(context.Background(), src, Want{}, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, newer)
+	if res.Checksum != sha256Of(newer) {
+		t.Fatalf("checksum %s", res.Checksum)
+	}
+	if !strings.Contains(warn.String(), "resuming") || !strings.Contains(warn.String(), "changed at the source") {
+		t.Fatalf("warnings %q", warn)
+	}
+}
