@@ -1,6 +1,8 @@
 package model
 
 import (
+	"io"
+	"log"
 	"bufio"
 	"context"
 	"fmt"
@@ -307,6 +309,9 @@ func TestRangedDownloadHostileServers(t *testing.T) {
 // still gives the right file.
 func TestRangedDownloadExtraBytesOnTheWire(t *testing.T) {
 	data := testData(1<<20 + 3)
+	// net/http logs each "Unsolicited response received on idle HTTP channel": expected here.
+	log.SetOutput(io.Discard)
+	defer log.SetOutput(os.Stderr)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
