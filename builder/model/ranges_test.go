@@ -1,11 +1,11 @@
 package model
 
 import (
-	"io"
-	"log"
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
