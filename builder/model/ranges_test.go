@@ -418,40 +418,54 @@ func TestRangedDownloadEmptyFile(t *testing.T) {
 	}
 }
 
-// TestRangedDownloadHFCDNGetsNoToken: a Hugging Face resolve URL redirects to a CDN on
-// another host (another port of loopback: the token table matches host:port). The redirect
-// is followed once; every piece is asked of the CDN directly, and the token never reaches it.
-func TestRangedDownloadHFCDNGetsNoToken(t *testing.T) {
-	data := testData(1<<20 + 5)
-	cdn := &fileServer{data: data}
-	cdnSrv := httptest.NewServer(cdn)
-	defer cdnSrv.Close()
-	hub := &fileServer{fault: func(w http.ResponseWriter, r *http.Request, n int) bool {
-		http.Redirect(w, r, cdnSrv.URL+"/blob/abc?X-Amz-Signature=s3cr3t", http.StatusFound)
-		return true
-	}}
-	hubSrv := httptest.NewServer(hub)
-	defer hubSrv.Close()
-	f, _ := newTestFetcher(t, rangedOpts(Options{HFEndpoint: hubSrv.URL, HFToken: "hf_marker_token"}))
-	dst := filepath.Join(t.TempDir(), "m.bin")
-	if _, err := f.Fetch(context.Background(), mustSource(t, "hf://owner/repo/m.bin"), Want{Checksum: sha256Of(data)}, dst, nil); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, dst, data)
-	if h := hub.requests(); len(h) != 1 || h[0].Auth != "Bearer hf_marker_token" {
-		t.Fatalf("hub saw %+v, want one request with the token", h)
-	}
-	reqs := cdn.requests()
-	if pieceRequests(reqs) < 10 {
-		t.Fatalf("cdn saw %d piece requests", pieceRequests(reqs))
-	}
-	for _, r := range reqs {
-		if r.Auth != "" {
-			t.Fatalf("the token reached the CDN: %+v", r)
-		}
-		if r.Path != "/blob/abc" || !strings.Contains(r.Query, "X-Amz-Signature") {
-			t.Fatalf("cdn request %+v, want the redirect target", r)
-		}
+// TestRangedDownloadCDNGetsNoToken: a Hugging Face resolve URL, and a Civitai download URL,
+// redirect to a CDN on another host (another port of loopback: the token table matches
+// host:port). The redirect is followed once; every piece is asked of the CDN directly, and
+// the token never reaches it.
+func TestRangedDownloadCDNGetsNoToken(t *testing.T) {
+	for _, c := range []struct{ name, source, wantAuth string }{
+		{"huggingface", "hf://owner/repo/m.bin", "Bearer hf_marker_token"},
+		{"civitai", "civitai://42", "Bearer civ_marker_token"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := testData(1<<20 + 5)
+			cdn := &fileServer{data: data}
+			cdnSrv := httptest.NewServer(cdn)
+			defer cdnSrv.Close()
+			hub := &fileServer{fault: func(w http.ResponseWriter, r *http.Request, n int) bool {
+				http.Redirect(w, r, cdnSrv.URL+"/blob/abc?X-Amz-Signature=s3cr3t", http.StatusFound)
+				return true
+			}}
+			hubSrv := httptest.NewServer(hub)
+			defer hubSrv.Close()
+			o := Options{HFToken: "hf_marker_token", CivitaiToken: "civ_marker_token"}
+			if c.name == "huggingface" {
+				o.HFEndpoint = hubSrv.URL
+			} else {
+				o.CivitaiEndpoint = hubSrv.URL
+			}
+			f, _ := newTestFetcher(t, rangedOpts(o))
+			dst := filepath.Join(t.TempDir(), "m.bin")
+			if _, err := f.Fetch(context.Background(), mustSource(t, c.source), Want{Checksum: sha256Of(data)}, dst, nil); err != nil {
+				t.Fatal(err)
+			}
+			checkFile(t, dst, data)
+			if h := hub.requests(); len(h) != 1 || h[0].Auth != c.wantAuth {
+				t.Fatalf("hub saw %+v, want one request with the token", h)
+			}
+			reqs := cdn.requests()
+			if pieceRequests(reqs) < 10 {
+				t.Fatalf("cdn saw %d piece requests", pieceRequests(reqs))
+			}
+			for _, r := range reqs {
+				if r.Auth != "" {
+					t.Fatalf("the token reached the CDN: %+v", r)
+				}
+				if r.Path != "/blob/abc" || !strings.Contains(r.Query, "X-Amz-Signature") {
+					t.Fatalf("cdn request %+v, want the redirect target", r)
+				}
+			}
+		})
 	}
 }
 
