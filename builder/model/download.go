@@ -94,6 +94,8 @@ type opened struct {
 	ranged bool
 	end    int64
 	length int64
+	// acceptRanges: the server said "Accept-Ranges: bytes".
+	acceptRanges bool
 	// again opens further ranges of the same file: for HTTP, against the URL the redirects
 	// led to (a CDN), so that they are followed once.
 	again opener
@@ -407,7 +409,8 @@ func (f *Fetcher) httpOpener(rawURL string) opener {
 				resp.Body.Close()
 				return nil, fmt.Errorf("downloading %s: the server sent an HTML page (Content-Type %s) instead of the model file, probably a login or error page: %s", red, resp.Header.Get("Content-Type"), f.authHint(firstHost))
 			}
-			o := &opened{body: resp.Body, total: resp.ContentLength, validator: validatorOf(resp.Header), host: firstHost, length: resp.ContentLength}
+			o := &opened{body: resp.Body, total: resp.ContentLength, validator: validatorOf(resp.Header), host: firstHost, length: resp.ContentLength,
+				acceptRanges: strings.EqualFold(strings.TrimSpace(resp.Header.Get("Accept-Ranges")), "bytes")}
 			if sc == http.StatusPartialContent {
 				start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 				if !ok {

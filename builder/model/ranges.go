@@ -133,9 +133,16 @@ func (c connBudget) release() { <-c }
 
 // parallelOK reports whether the answer o to the first request of a try lets the rest of
 // the file be fetched in ranges: a 206 from the partial's offset to the end of a file of
-// known size, pinned by a validator, with more than two pieces left.
+// known size, pinned by a validator, with more than two pieces left. A 200 with the whole file
+// and "Accept-Ranges: bytes" (some servers answer "bytes=0-" so, as it covers the file) is
+// taken at its word too: its first piece request is then the proof, and a server that does
+// not honour it falls back to one connection.
 func (f *Fetcher) parallelOK(p *partial, o *opened) bool {
-	return o.ranged && o.again != nil && o.start == p.offset && o.total > 0 && o.end == o.total &&
+	whole := o.ranged || (o.acceptRanges && o.start == 0 && o.length == o.total)
+	if whole && !o.ranged {
+		o.end = o.total
+	}
+	return whole && o.again != nil && o.start == p.offset && o.total > 0 && o.end == o.total &&
 		(o.length < 0 || o.length == o.total-o.start) &&
 		p.validator != "" && o.validator == p.validator && p.total == o.total &&
 		o.total-o.start > 2*f.pieceSize

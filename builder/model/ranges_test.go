@@ -620,3 +620,46 @@ func testResumeRemoteChanged(t *testing.T, firstETag string) {
 		t.Fatalf("warnings %q", warn)
 	}
 }
+
+// TestRangedDownloadProbeAnswered200: a server that answers the probe "bytes=0-" with a 200
+// and "Accept-Ranges: bytes" (the range covers the whole file) is tried with pieces: when it
+// serves them, the file comes in ranges; when it does not (a 200 to the first piece), the
+// download goes on over one connection and the file is still right.
+func TestRangedDownloadProbeAnswered200(t *testing.T) {
+	for _, honours := range []bool{true, false} {
+		t.Run(fmt.Sprintf("honours ranges %v", honours), func(t *testing.T) {
+			data := testData(1<<20 + 21)
+			fs := &fileServer{data: data, fault: func(w http.ResponseWriter, r *http.Request, n int) bool {
+				_, _, piece := boundedRange(r)
+				if piece && honours {
+					return false
+				}
+				w.Header().Set("Accept-Ranges", "bytes")
+				w.Header().Set("ETag", `"v1"`)
+				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+				w.WriteHeader(http.StatusOK)
+				w.Write(data)
+				return true
+			}}
+			srv := httptest.NewServer(fs)
+			defer srv.Close()
+			f, warn := newTestFetcher(t, rangedOpts(Options{}))
+			dst := filepath.Join(t.TempDir(), "m")
+			res, err := f.Fetch(context.Background(), mustSource(t, srv.URL+"/m"), Want{Checksum: sha256Of(data)}, dst, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkFile(t, dst, data)
+			if wantNar, _ := narOf(t, data); res.NarHash != wantNar {
+				t.Fatalf("nar %s", res.NarHash)
+			}
+			n := pieceRequests(fs.requests())
+			if honours && (n < 10 || warn.String() != "") {
+				t.Fatalf("%d piece requests, warnings %q", n, warn)
+			}
+			if !honours && !strings.Contains(warn.String(), "continuing over one connection") {
+				t.Fatalf("warnings %q", warn)
+			}
+		})
+	}
+}
