@@ -69,6 +69,8 @@ type GCPlan struct {
 
 // GCKept is an object GC keeps without judging it, and why.
 type GCKept struct {
+	// Path is what is known of an object whose metadata cannot be read (MetaError.What: its
+	// store entry's name, else its digest), so it is a string.
 	Path   string `json:"path"`
 	Reason string `json:"reason"`
 }

@@ -56,7 +56,7 @@ func (s *Store) Info(p Path) (*ObjectInfo, error) {
 // DuEntry is what one version's current root uses.
 type DuEntry struct {
 	ID      string `json:"id"`
-	Path    string `json:"path"`
+	Path    Path   `json:"path"` // the current runtime root object
 	Objects int    `json:"objects"`
 	// Total is the NAR size of the root's closure; Alone the part no other version uses;
 	// Shared the part at least one other version uses too.
@@ -99,7 +99,7 @@ func (s *Store) Du() (*DuReport, error) {
 		for p := range c {
 			users[p]++
 		}
-		rep.Versions = append(rep.Versions, DuEntry{ID: id, Path: rp.String()})
+		rep.Versions = append(rep.Versions, DuEntry{ID: id, Path: rp})
 	}
 	for i := range rep.Versions {
 		e := &rep.Versions[i]

@@ -34,6 +34,8 @@ type VerifyOptions struct {
 
 // Problem is one thing Verify found wrong with an object.
 type Problem struct {
+	// Path is the object's store path, or for metadata that cannot be read what is known of
+	// the object (MetaError.What: its store entry's name, else its digest), so it is a string.
 	Path string `json:"path"`
 	// Kind is "hash-mismatch" (the NAR hash differs from the metadata), "missing" (metadata
 	// without an object), "absolute-symlink" (a symlink into the store by an absolute path),
