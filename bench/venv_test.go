@@ -19,9 +19,10 @@ import (
 )
 
 // BenchmarkVenv builds a venv from a lock of 30 packages (fresh store, empty wheel cache,
-// files from a local find-links folder: venv, pinned install, relocation, hash-based
-// bytecode, canonicalisation and NAR hashing) beside a plain `pip install -r` of the same
-// pins into a fresh `python -m venv` from the same folder, then times the no-op rebuild.
+// files from a local find-links folder: one package object per wheel — our installer, its
+// bytecode, registration — and the venv composed of them by hard links) beside a plain `pip
+// install -r` of the same pins into a fresh `python -m venv` from the same folder, then times
+// the no-op rebuild.
 func BenchmarkVenv(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
