@@ -70,6 +70,8 @@ type InstalledWheel struct {
 	Sources []string
 }
 
+var pyVersionRe = regexp.MustCompile(`^[0-9]+\.[0-9]+$`)
+
 var wheelNameRe = regexp.MustCompile(`^([^-]+)-([^-]+)(?:-([0-9][^-]*))?-([^-]+)-([^-]+)-([^-]+)\.whl$`)
 
 // InstallWheel installs the wheel at file into prefix (created if missing) as pip installs it
@@ -92,7 +94,7 @@ func InstallWheel(file, prefix string, opts WheelOptions) (*InstalledWheel, erro
 	if opts.Name != "" && Normalize(m[1]) != Normalize(opts.Name) {
 		return nil, werr("", "the file name's project %q is not the locked %q", m[1], opts.Name)
 	}
-	if !regexp.MustCompile(`^[0-9]+\.[0-9]+$`).MatchString(opts.PyVersion) {
+	if !pyVersionRe.MatchString(opts.PyVersion) {
 		return nil, werr("", "bad interpreter version %q", opts.PyVersion)
 	}
 	zr, err := zip.OpenReader(file)
