@@ -143,10 +143,6 @@ NODE_CLASS_MAPPINGS = {"Runs": Runs}
 	}
 }
 
-// eras are the ways ComfyUI has read extra_model_paths.yaml (the stand-in's
-// STANDIN_COMFY_ERA; see runner/standin/comfyui/folder_paths.py).
-var eras = []string{"current", "pre-b9d9bcb", "legacy"}
-
 // TestBuiltRootsStartInEveryEra builds roots with and without custom nodes and models (and
 // with a writable node) and starts each, for every era of ComfyUI's yaml loader, through the
 // root's bin/comfyui run from an unrelated working directory and through the runner (as
