@@ -79,14 +79,10 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 	if err := checkDownloadConnections(o.DownloadConnections); err != nil {
 		return err
 	}
-	spec, _, err := loadSpec(ctx, g, o.Arg, o.Vars)
-	if err != nil {
-		return err
-	}
 	if o.DownloadJobs < 1 {
 		return usageError(fmt.Errorf("--download-jobs %d: must be at least 1", o.DownloadJobs))
 	}
-	bo, done, err := prepareBuild(ctx, g, spec, &o.Subst, stderr)
+	bo, done, err := prepareVersion(ctx, g, o.Arg, o.Vars, &o.Subst, stderr)
 	if err != nil {
 		return err
 	}
@@ -105,7 +101,7 @@ func runBuild(ctx context.Context, g *Globals, o *BuildOptions, stdout, stderr i
 			}
 		} else {
 			printBuildResult(stdout, res)
-			if n := len(spec.Models); n > 0 && (o.SkipModels || spec.Options.SkipModels) {
+			if n := len(bo.Spec.Models); n > 0 && (o.SkipModels || bo.Spec.Options.SkipModels) {
 				fmt.Fprintf(stdout, "models:  %d left out (skip_models): the root has no model links; build without it to add them\n", n)
 			}
 		}
@@ -151,6 +147,16 @@ func newProgress(ctx context.Context, g *Globals, w io.Writer) *progress.Display
 		}
 	}
 	return progress.New(ctx, w, opts)
+}
+
+// prepareVersion loads the spec named by arg (a version id or a spec file, with vars) and
+// prepares its build (prepareBuild); bo.Spec is the spec.
+func prepareVersion(ctx context.Context, g *Globals, arg string, vars []string, subst *SubstituterFlags, stderr io.Writer) (builder.BuildOptions, func(), error) {
+	spec, _, err := loadSpec(ctx, g, arg, vars)
+	if err != nil {
+		return builder.BuildOptions{}, func() {}, err
+	}
+	return prepareBuild(ctx, g, spec, subst, stderr)
 }
 
 // prepareBuild prepares every build, resolution and check the CLI runs, so that no command

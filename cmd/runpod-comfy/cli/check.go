@@ -57,12 +57,8 @@ func runCheck(ctx context.Context, g *Globals, o *CheckOptions, stdout, stderr i
 	if o.Jobs < 0 {
 		return usageError(fmt.Errorf("-j %d: must be at least 1", o.Jobs))
 	}
-	spec, _, err := loadSpec(ctx, g, o.Arg, o.Vars)
-	if err != nil {
-		return err
-	}
 	// No substituters: check rebuilds to compare, it does not download what it checks.
-	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
+	bo, done, err := prepareVersion(ctx, g, o.Arg, o.Vars, nil, stderr)
 	if err != nil {
 		return err
 	}

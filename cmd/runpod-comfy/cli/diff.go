@@ -75,11 +75,7 @@ func diffSide(ctx context.Context, g *Globals, s *store.Store, o *DiffOptions, a
 		}
 		return diff.Side{Label: filepath.Base(arg), Lock: l}, nil
 	}
-	spec, _, err := loadSpec(ctx, g, arg, o.Vars)
-	if err != nil {
-		return diff.Side{}, err
-	}
-	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
+	bo, done, err := prepareVersion(ctx, g, arg, o.Vars, nil, stderr)
 	if err != nil {
 		return diff.Side{}, err
 	}
@@ -90,7 +86,7 @@ func diffSide(ctx context.Context, g *Globals, s *store.Store, o *DiffOptions, a
 	if err != nil {
 		return diff.Side{}, fmt.Errorf("resolving %s: %w", arg, err)
 	}
-	return builder.DiffSide(s, spec.VersionID, spec, lock), nil
+	return builder.DiffSide(s, bo.Spec.VersionID, bo.Spec, lock), nil
 }
 
 // isLockFile reports whether arg is a lock file: named *.lock.json, or a JSON file with a

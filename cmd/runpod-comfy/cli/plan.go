@@ -45,11 +45,7 @@ a Graphviz graph.`,
 }
 
 func runPlan(ctx context.Context, g *Globals, o *PlanOptions, stdout, stderr io.Writer) error {
-	spec, _, err := loadSpec(ctx, g, o.Arg, o.Vars)
-	if err != nil {
-		return err
-	}
-	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
+	bo, done, err := prepareVersion(ctx, g, o.Arg, o.Vars, nil, stderr)
 	if err != nil {
 		return err
 	}

@@ -53,11 +53,7 @@ checkpoints/x.safetensors); a name the spec does not have is an error. Entries p
 }
 
 func runResolve(ctx context.Context, g *Globals, o *ResolveOptions, stdout, stderr io.Writer) error {
-	spec, _, err := loadSpec(ctx, g, o.Arg, o.Vars)
-	if err != nil {
-		return err
-	}
-	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
+	bo, done, err := prepareVersion(ctx, g, o.Arg, o.Vars, nil, stderr)
 	if err != nil {
 		return err
 	}

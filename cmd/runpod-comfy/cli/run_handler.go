@@ -235,11 +235,7 @@ func ensureBuilt(ctx context.Context, g *Globals, arg string, vars []string, std
 			}
 		}
 	}
-	spec, _, err := loadSpec(ctx, g, arg, vars)
-	if err != nil {
-		return "", "", err
-	}
-	bo, done, err := prepareBuild(ctx, g, spec, &SubstituterFlags{}, stderr)
+	bo, done, err := prepareVersion(ctx, g, arg, vars, &SubstituterFlags{}, stderr)
 	if err != nil {
 		return "", "", err
 	}
@@ -247,7 +243,7 @@ func ensureBuilt(ctx context.Context, g *Globals, arg string, vars []string, std
 	res, err := builder.Build(ctx, bo)
 	done()
 	if err != nil {
-		return "", "", fmt.Errorf("building %s: %w", spec.VersionID, err)
+		return "", "", fmt.Errorf("building %s: %w", bo.Spec.VersionID, err)
 	}
-	return res.Dir, spec.VersionID, nil
+	return res.Dir, bo.Spec.VersionID, nil
 }

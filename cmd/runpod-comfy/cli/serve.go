@@ -292,11 +292,7 @@ func runServe(ctx context.Context, g *Globals, o *ServeOptions, stdout, stderr i
 	}
 	if o.BuildMissing {
 		copts.Build = func(ctx context.Context, id string) error {
-			spec, _, err := loadSpec(ctx, g, id, nil)
-			if err != nil {
-				return err
-			}
-			bo, done, err := prepareBuild(ctx, g, spec, &SubstituterFlags{}, stderr)
+			bo, done, err := prepareVersion(ctx, g, id, nil, &SubstituterFlags{}, stderr)
 			if err != nil {
 				return err
 			}

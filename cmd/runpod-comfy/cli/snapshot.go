@@ -51,11 +51,7 @@ func runSnapshot(ctx context.Context, g *Globals, o *SnapshotOptions, stdout, st
 	if o.Format != "json" && o.Format != "yaml" {
 		return usageError(fmt.Errorf("--format %q: want json or yaml", o.Format))
 	}
-	spec, _, err := loadSpec(ctx, g, o.ID, o.Vars)
-	if err != nil {
-		return err
-	}
-	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
+	bo, done, err := prepareVersion(ctx, g, o.ID, o.Vars, nil, stderr)
 	if err != nil {
 		return err
 	}

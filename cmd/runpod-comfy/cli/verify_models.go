@@ -80,11 +80,7 @@ func runVerifyModels(ctx context.Context, g *Globals, o *VerifyModelsOptions, st
 		}
 		o.ModelsDir = abs
 	}
-	spec, _, err := loadSpec(ctx, g, o.Arg, o.Vars)
-	if err != nil {
-		return err
-	}
-	bo, done, err := prepareBuild(ctx, g, spec, nil, stderr)
+	bo, done, err := prepareVersion(ctx, g, o.Arg, o.Vars, nil, stderr)
 	if err != nil {
 		return err
 	}
@@ -108,7 +104,7 @@ func runVerifyModels(ctx context.Context, g *Globals, o *VerifyModelsOptions, st
 		return err
 	}
 	sts, err := model.Verify(ctx, model.VerifyOptions{
-		Store: s, Fetcher: f, Spec: spec, Lock: lock,
+		Store: s, Fetcher: f, Spec: bo.Spec, Lock: lock,
 		ModelsDir: o.ModelsDir, Overwrite: o.Overwrite, Jobs: o.DownloadJobs, Progress: pr,
 	})
 	pr.Close()
