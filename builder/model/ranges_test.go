@@ -65,6 +65,23 @@ func enter(active, peak *atomic.Int32) int32 {
 	}
 }
 
+// fetchVerified fetches url with data's sha256 expected and fails unless the file, the
+// checksum and the NAR hash and size of the result are data's.
+func fetchVerified(t *testing.T, f *Fetcher, url string, want Want, data []byte) Result {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "m")
+	res, err := f.Fetch(context.Background(), mustSource(t, url), want, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, data)
+	wantNar, wantNarSize := narOf(t, data)
+	if res.Checksum != sha256Of(data) || res.NarHash != wantNar || res.NarSize != wantNarSize {
+		t.Fatalf("result %+v, want nar %s (%d bytes)", res, wantNar, wantNarSize)
+	}
+	return res
+}
+
 func narOf(t *testing.T, data []byte) (string, int64) {
 	t.Helper()
 	ref := filepath.Join(t.TempDir(), "ref")
@@ -105,16 +122,7 @@ func TestRangedDownload(t *testing.T) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 	f, warn := newTestFetcher(t, rangedOpts(Options{}))
-	dst := filepath.Join(t.TempDir(), "m.safetensors")
-	res, err := f.Fetch(context.Background(), mustSource(t, srv.URL+"/m.safetensors"), Want{Checksum: sha256Of(data), Size: int64(len(data))}, dst, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, dst, data)
-	wantNar, wantNarSize := narOf(t, data)
-	if res.Checksum != sha256Of(data) || res.NarHash != wantNar || res.NarSize != wantNarSize {
-		t.Fatalf("result %+v, want nar %s", res, wantNar)
-	}
+	fetchVerified(t, f, srv.URL+"/m.safetensors", Want{Checksum: sha256Of(data), Size: int64(len(data))}, data)
 	reqs := fs.requests()
 	if reqs[0].Range != "bytes=0-" {
 		t.Fatalf("first request %q, want the probe bytes=0-", reqs[0].Range)
@@ -279,15 +287,7 @@ func TestRangedDownloadHostileServers(t *testing.T) {
 			srv := httptest.NewServer(fs)
 			defer srv.Close()
 			f, warn := newTestFetcher(t, rangedOpts(Options{}))
-			dst := filepath.Join(t.TempDir(), "m")
-			res, err := f.Fetch(context.Background(), mustSource(t, srv.URL+"/m"), Want{Checksum: sha256Of(data)}, dst, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkFile(t, dst, data)
-			if wantNar, _ := narOf(t, data); res.NarHash != wantNar {
-				t.Fatalf("nar %s, want %s", res.NarHash, wantNar)
-			}
+			fetchVerified(t, f, srv.URL+"/m", Want{Checksum: sha256Of(data)}, data)
 			if c.warn != "" {
 				if !strings.Contains(warn.String(), c.warn) || !strings.Contains(warn.String(), "continuing over one connection") {
 					t.Fatalf("warnings %q, want %q and the fallback", warn, c.warn)
@@ -644,15 +644,7 @@ func TestRangedDownloadProbeAnswered200(t *testing.T) {
 			srv := httptest.NewServer(fs)
 			defer srv.Close()
 			f, warn := newTestFetcher(t, rangedOpts(Options{}))
-			dst := filepath.Join(t.TempDir(), "m")
-			res, err := f.Fetch(context.Background(), mustSource(t, srv.URL+"/m"), Want{Checksum: sha256Of(data)}, dst, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkFile(t, dst, data)
-			if wantNar, _ := narOf(t, data); res.NarHash != wantNar {
-				t.Fatalf("nar %s", res.NarHash)
-			}
+			fetchVerified(t, f, srv.URL+"/m", Want{Checksum: sha256Of(data)}, data)
 			n := pieceRequests(fs.requests())
 			if honours && (n < 10 || warn.String() != "") {
 				t.Fatalf("%d piece requests, warnings %q", n, warn)
