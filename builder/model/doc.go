@@ -25,8 +25,9 @@
 //     buffers, so the partial stays a prefix and nothing is read back. A lying server falls
 //     back to one connection; a changed file restarts from byte 0.
 //   - Connections: Options.Connections caps one file's connections (default 8); the Fetcher's
-//     budget (Options.ConnectionBudget, default twice that) and its 64 MiB pool of piece
-//     buffers are shared by all its downloads, so several models at once stay within both.
+//     budget of extra connections (Options.ConnectionBudget, default the same 8; each download
+//     always has its first) and its 64 MiB pool of piece buffers are shared by all its
+//     downloads, so several models at once stay within both.
 //   - Retry: network errors, 408, 429 (honouring Retry-After) and 5xx are retried with
 //     exponential backoff and jitter; a try that made progress resets the count.
 //   - Tokens: the Hugging Face and Civitai tokens are given to the Fetcher (cmd reads HF_TOKEN

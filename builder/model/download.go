@@ -133,11 +133,8 @@ func (f *Fetcher) Fetch(ctx context.Context, src Source, want Want, dst string, 
 		dir = filepath.Dir(dst)
 	}
 	red := src.Redacted()
-	// One connection of the budget for the whole download; more are taken while it runs.
-	if err := f.budget.acquire(ctx); err != nil {
-		return Result{}, err
-	}
-	defer f.budget.release()
+	// Every download has its own first connection (the download-jobs limit bounds how many
+	// run); only the extra connections of ranged downloads come from the budget.
 	for try := 0; ; try++ {
 		p, err := openPartial(ctx, dir, partialKey(red, want.Checksum, algo), red, algo, f.opts.CheckpointEvery)
 		if err != nil {

@@ -62,9 +62,9 @@ type Options struct {
 	// over one connection). The build flag --download-connections and the spec's
 	// options.download_connections set it.
 	Connections int
-	// ConnectionBudget is the most connections all the downloads of the Fetcher use at once
-	// (default twice Connections, at least Connections): each download has one, and takes
-	// more only while the budget has some free.
+	// ConnectionBudget is the most extra connections all the downloads of the Fetcher use at
+	// once beyond each one's first (default Connections): a download always has its first
+	// connection, and takes more only while the budget has some free.
 	ConnectionBudget int
 	// pieceSize is the size of one range request (default defaultPieceSize); tests make it
 	// small.
@@ -155,9 +155,9 @@ func New(opts Options) (*Fetcher, error) {
 	}
 	budget := opts.ConnectionBudget
 	if budget <= 0 {
-		budget = 2 * f.perFile
+		budget = f.perFile
 	}
-	f.budget = make(connBudget, max(budget, f.perFile))
+	f.budget = make(connBudget, budget)
 	f.pieceSize = cmp.Or(opts.pieceSize, defaultPieceSize)
 	f.pool = newBufPool(f.pieceSize, cmp.Or(opts.rangeBuffers, int(max(2, rangeMemory/f.pieceSize))))
 	var err error

@@ -500,8 +500,49 @@ func TestConnectionBudgetShared(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if p := peak.Load(); p > budget {
-		t.Fatalf("%d requests at once, the budget is %d", p, budget)
+	if p := peak.Load(); p > 3+budget {
+		t.Fatalf("%d requests at once, want at most one per download and %d extra", p, budget)
+	}
+}
+
+// TestOneConnectionDownloadsRunTogether: with one connection per file, downloads still run
+// side by side (a download's first connection is never waited for in the budget): four
+// downloads are all answered only once all four asked.
+func TestOneConnectionDownloadsRunTogether(t *testing.T) {
+	const n = 4
+	data := testData(1000)
+	var arrived atomic.Int32
+	all := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1) == n {
+			close(all)
+		}
+		select {
+		case <-all:
+		case <-r.Context().Done():
+			return
+		}
+		serveRange(w, r, data, "")
+	}))
+	defer srv.Close()
+	f, _ := newTestFetcher(t, rangedOpts(Options{Connections: 1}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			dst := filepath.Join(t.TempDir(), fmt.Sprintf("m%d", i))
+			// One URL each: downloads of one URL share a partial and wait for each other.
+			if _, err := f.Fetch(ctx, mustSource(t, fmt.Sprintf("%s/m%d", srv.URL, i)), Want{Checksum: sha256Of(data)}, dst, nil); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("%v (%d of %d downloads reached the server)", err, arrived.Load(), n)
 	}
 }
 
