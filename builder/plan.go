@@ -96,6 +96,9 @@ func NewPlan(spec *specs.Spec, lock *specs.Lock, opts PlanOptions) (*Plan, error
 			if !strings.HasPrefix(r.SHA256, "sha256:") || r.Version == "" {
 				return nil, fmt.Errorf("custom node %q (%s): the lock pins no version and sha256: resolve the spec", n.Name, r.ID)
 			}
+			if err := specs.CheckChecksum(r.SHA256); err != nil {
+				return nil, fmt.Errorf("custom node %q (%s): the lock's sha256: %w", n.Name, r.ID, err)
+			}
 			d = registry.Derivation(n.Name, *r, n.NarHash)
 		} else {
 			d = git.Derivation(n.Name, n.Repo, n.Commit, n.Submodules, n.NarHash)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/runpod-comfy/runpod-comfy/internal/atomicfile"
 	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
+	"github.com/runpod-comfy/runpod-comfy/specs"
 )
 
 // DefaultMaxArchive is the largest archive downloaded (a registry node is source code).
@@ -53,6 +54,10 @@ func (e *HashMismatchError) Error() string {
 func (f *Fetcher) Fetch(ctx context.Context, url, want string) (string, string, error) {
 	want = strings.ToLower(strings.TrimPrefix(want, "sha256:"))
 	if want != "" {
+		// want names a file in the cache (and a damaged one is removed): only a digest may.
+		if err := specs.CheckChecksum("sha256:" + want); err != nil {
+			return "", "", err
+		}
 		p := f.path(want)
 		got, err := filehash.SHA256Hex(p)
 		switch {

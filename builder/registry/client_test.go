@@ -150,6 +150,22 @@ func TestResolveAndFetch(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, strings.Repeat("ab", 32)+".zip")); err == nil {
 		t.Fatal("a mismatching archive was kept under the lock's hash")
 	}
+	// A lock's hash names a file in the cache, and a damaged entry is removed: a hash that is
+	// no digest (a hand-edited lock) must neither reach outside the cache nor remove anything.
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim+".zip", []byte("not an archive of the lock"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(dir, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Fetcher.Fetch(ctx, l.URL, "sha256:"+rel); err == nil || !strings.Contains(err.Error(), "hex digits") {
+		t.Fatalf("Fetch with a path for a hash: %v", err)
+	}
+	if _, err := os.Stat(victim + ".zip"); err != nil {
+		t.Fatalf("a file outside the cache was removed: %v", err)
+	}
 	// Offline, an unpinned node cannot be resolved.
 	off := &Resolver{Client: c, Fetcher: r.Fetcher, Offline: true}
 	if _, _, err := off.Resolve(ctx, specs.CustomNode{Name: "x", Registry: "comfyui-impact-pack", Version: "8.7.0"}, nil, false); !errors.Is(err, ErrOffline) {
