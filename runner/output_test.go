@@ -83,9 +83,9 @@ func TestImageBytes(t *testing.T) {
 	}
 }
 
-// TestImageURLErrorsRedactQuery: an input image URL that cannot be fetched is named without
+// TestImageURLErrorsRedactURL: an input image URL that cannot be fetched is named without
 // its query, which may hold a pre-signed URL's signature (as workflow_url is).
-func TestImageURLErrorsRedactQuery(t *testing.T) {
+func TestImageURLErrorsRedactURL(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/runpod-comfy/runpod-comfy/internal/layout"
+	"github.com/runpod-comfy/runpod-comfy/internal/netguard"
 	"github.com/runpod-comfy/runpod-comfy/internal/semver"
 )
 
@@ -353,7 +354,7 @@ func ParseCivitaiSource(raw string) (versionID, query string, err error) {
 			return id, query, nil
 		}
 	}
-	return "", "", fmt.Errorf("civitai source %q: want civitai://<model-version-id>, civitai://models/<id> or civitai://api/download/models/<id> (digits, optionally ?type=...&format=...)", redactQuery(raw))
+	return "", "", fmt.Errorf("civitai source %q: want civitai://<model-version-id>, civitai://models/<id> or civitai://api/download/models/<id> (digits, optionally ?type=...&format=...)", netguard.RedactURL(raw))
 }
 
 // CheckCivitaiSource checks a model source of the civitai:// scheme (any other source passes).
@@ -370,14 +371,6 @@ func cutScheme(raw, scheme string) (string, bool) {
 		return "", false
 	}
 	return raw[len(scheme)+3:], true
-}
-
-// redactQuery drops the query of a URL, which may carry a token, for messages.
-func redactQuery(raw string) string {
-	if i := strings.IndexByte(raw, '?'); i >= 0 {
-		return raw[:i] + "?..."
-	}
-	return raw
 }
 
 // SourceFileName is the last path segment of a model source without query or fragment, or ""

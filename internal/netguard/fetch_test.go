@@ -49,14 +49,18 @@ func TestFetch(t *testing.T) {
 	}
 }
 
-func TestRedactQuery(t *testing.T) {
+func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://b.s3.amazonaws.com/o.png?X-Amz-Signature=abc": "https://b.s3.amazonaws.com/o.png?...",
 		"https://host/path":           "https://host/path",
 		"http://x/job-done/w/j?gpu=A": "http://x/job-done/w/j?...",
+		"https://user:tok@host/x.png": "https://***@host/x.png",
+		"https://tok@host/a@b?s=1":    "https://***@host/a@b?...",
+		"https://host/x#frag":         "https://host/x",
+		"ht tp://u:p@h/%zz?sig=1":     "ht tp://***@h/%zz?...",
 	} {
-		if got := RedactQuery(in); got != want {
-			t.Errorf("RedactQuery(%q) = %q, want %q", in, got, want)
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

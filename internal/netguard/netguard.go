@@ -15,7 +15,7 @@
 //     address when checked and a private one when used) nor a redirect to a private address
 //     gets past it: every connection, a redirect's included, is checked.
 //   - Fetch reads such a URL with a size limit; its errors, like every message naming such a
-//     URL, go through RedactQuery, which cuts the query (a pre-signed URL's signature), and
+//     URL, go through RedactURL, which cuts the query (a pre-signed URL's signature), and
 //     never quote the body or the server's status text.
 package netguard
 

@@ -79,7 +79,7 @@ type httpStatusError struct {
 }
 
 func (e *httpStatusError) Error() string {
-	msg := fmt.Sprintf("%s %s: %d %s", e.Method, netguard.RedactQuery(e.URL), e.Status, http.StatusText(e.Status))
+	msg := fmt.Sprintf("%s %s: %d %s", e.Method, netguard.RedactURL(e.URL), e.Status, http.StatusText(e.Status))
 	if e.Body != "" {
 		msg += ": " + e.Body
 	}
