@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -73,5 +74,61 @@ func TestLinksFromReferences(t *testing.T) {
 	}
 	if rep, err := s.Verify(ctx, VerifyOptions{}); err != nil || !rep.OK() {
 		t.Errorf("verify: %+v %v", rep, err)
+	}
+}
+
+// TestRepairLinkedObjectsReferencesFirst: a file shared by hard link between an object and
+// its reference is broken in both; verify --repair makes the reference again first, so the
+// object made of its files gets the good bytes (made first, it linked the damaged ones and,
+// input-addressed, was called repaired).
+func TestRepairLinkedObjectsReferencesFirst(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	pkg := mustPath(t, "test:pkg", "pkg")
+	// The object's path sorts before its reference's, the order that went wrong.
+	var venv Path
+	for i := 0; ; i++ {
+		venv = mustPath(t, fmt.Sprintf("test:venv-%d", i), "venv")
+		if venv.String() < pkg.String() {
+			break
+		}
+	}
+	makePkg := writeTree(map[string]string{"lib/a.py": "A\n"})
+	compose := func(ctx context.Context, out string) error {
+		if err := os.MkdirAll(filepath.Join(out, "lib"), 0o755); err != nil {
+			return err
+		}
+		return os.Link(filepath.Join(s.Abs(pkg), "lib/a.py"), filepath.Join(out, "lib/a.py"))
+	}
+	venvOpts := AddOptions{References: []Path{pkg}, LinksFromReferences: true}
+	if _, err := s.Add(ctx, pkg, AddOptions{}, makePkg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add(ctx, venv, venvOpts, compose); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(s.Abs(pkg), "lib/a.py")
+	if err := os.Chmod(shared, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(shared, []byte("EVIL\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Verify(ctx, VerifyOptions{Repair: repairFunc(func(ctx context.Context, p Path, m *Meta) error {
+		if p == pkg {
+			_, err := s.Add(ctx, pkg, AddOptions{}, makePkg)
+			return err
+		}
+		_, err := s.Add(ctx, venv, venvOpts, compose)
+		return err
+	})})
+	if err != nil || len(rep.Problems) != 2 {
+		t.Fatalf("verify --repair: %+v %v", rep, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(s.Abs(venv), "lib/a.py")); err != nil || string(b) != "A\n" {
+		t.Fatalf("the repaired object holds %q %v", b, err)
+	}
+	if rep, err := s.Verify(ctx, VerifyOptions{}); err != nil || !rep.OK() {
+		t.Fatalf("verify after repair: %+v %v", rep, err)
 	}
 }

@@ -157,7 +157,8 @@ feed:
 	repairable := func(kind string) bool {
 		return kind == "hash-mismatch" || kind == "missing" || kind == "content-address"
 	}
-	for i, ps := range results {
+	for _, i := range referencesFirst(todo, results, repairable) {
+		ps := results[i]
 		var fix *Problem // the object is made again once, whatever number of problems it has
 		for j := range ps {
 			if opts.Repair != nil && repairable(ps[j].Kind) {
@@ -169,6 +170,8 @@ feed:
 				}
 			}
 		}
+	}
+	for _, ps := range results {
 		rep.Problems = append(rep.Problems, ps...)
 	}
 	if len(opts.Paths) == 0 {
@@ -317,6 +320,54 @@ func diffFiles(recorded, current []nar.File) []string {
 // reported) rather than removed.
 type RepairChecker interface {
 	CanRepair(p Path) bool
+}
+
+// referencesFirst orders the indices of todo so that an object with a repairable problem comes
+// after every broken object it references: an object made of its references' files
+// (AddOptions.LinksFromReferences) shares their inodes, so both break at once, and made
+// first it would link the damaged files again.
+func referencesFirst(todo []*Meta, results [][]Problem, repairable func(string) bool) []int {
+	broken := map[Path]bool{}
+	for i, ps := range results {
+		for _, p := range ps {
+			if repairable(p.Kind) {
+				broken[todo[i].Path] = true
+			}
+		}
+	}
+	order := make([]int, 0, len(todo))
+	placed := make([]bool, len(todo))
+	for len(order) < len(todo) {
+		n := len(order)
+		for i, m := range todo {
+			if placed[i] {
+				continue
+			}
+			ready := true
+			for _, r := range m.References {
+				if r != m.Path && broken[r] {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				order, placed[i] = append(order, i), true
+			}
+		}
+		for i, m := range todo { // this pass's objects are repaired before the next pass's
+			if placed[i] {
+				delete(broken, m.Path)
+			}
+		}
+		if len(order) == n { // a cycle, which the store cannot hold: keep the path order
+			for i := range todo {
+				if !placed[i] {
+					order, placed[i] = append(order, i), true
+				}
+			}
+		}
+	}
+	return order
 }
 
 func (s *Store) repair(ctx context.Context, r Repairer, m *Meta, p *Problem) {
