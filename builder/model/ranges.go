@@ -184,6 +184,10 @@ func (f *Fetcher) receiveRanges(ctx context.Context, p *partial, o *opened, red 
 	first := *o
 	first.body = &onceCloser{ReadCloser: o.body}
 	o.body = first.body // download closes it again, harmlessly
+	// The first answer was requested with ctx, not rctx: end its read when the run is cancelled
+	// (another piece failed), or a stalled first connection would hold the run forever.
+	stop := context.AfterFunc(rctx, func() { first.body.Close() })
+	defer stop()
 	// The first piece is the first answer's: claimed here, before any other worker runs.
 	buf, err := f.pool.get(rctx)
 	if err != nil {
