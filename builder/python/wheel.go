@@ -19,6 +19,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/runpod-comfy/runpod-comfy/internal/filehash"
 )
 
 // Limits on one wheel: a torch wheel holds about 20,000 files and 10 GB unpacked.
@@ -540,12 +542,17 @@ func (iw *InstalledWheel) Finish(pycs []string) error {
 		return filepath.ToSlash(r)
 	}
 	for _, f := range iw.Files {
-		data, err := os.ReadFile(filepath.Join(iw.prefix, filepath.FromSlash(f)))
+		// Streamed: a package's largest file (a torch library) can be gigabytes.
+		p := filepath.Join(iw.prefix, filepath.FromSlash(f))
+		sum, err := filehash.SHA256(p)
 		if err != nil {
 			return fmt.Errorf("wheel %s: writing RECORD: %w", iw.wheel, err)
 		}
-		sum := sha256.Sum256(data)
-		rows = append(rows, row{rel(f), "sha256=" + base64.RawURLEncoding.EncodeToString(sum[:]), strconv.Itoa(len(data))})
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("wheel %s: writing RECORD: %w", iw.wheel, err)
+		}
+		rows = append(rows, row{rel(f), "sha256=" + base64.RawURLEncoding.EncodeToString(sum[:]), strconv.FormatInt(fi.Size(), 10)})
 	}
 	for _, p := range pycs {
 		rows = append(rows, row{rel(p), "", ""})
