@@ -111,15 +111,6 @@ func (bp *bufPool) put(b []byte) { bp.free <- b[:cap(b)] }
 // connBudget is the Fetcher's budget of connections, shared by its downloads.
 type connBudget chan struct{}
 
-func (c connBudget) acquire(ctx context.Context) error {
-	select {
-	case c <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func (c connBudget) tryAcquire() bool {
 	select {
 	case c <- struct{}{}:
